@@ -1,0 +1,66 @@
+//! diffusers `Attention` with the SDPA processor: multi-head scaled dot-product attention.
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::module::attention as sdpa;
+use burn::tensor::ops::AttentionModuleOptions;
+
+/// `to_out(softmax(q kᵀ / sqrt(head_dim)) v)` with `q = to_q(x)`, `k = to_k(ctx)`, `v = to_v(ctx)`.
+/// Checkpoint key `to_out.0` maps onto `to_out`.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    pub to_out: Linear,
+    pub heads: usize,
+}
+
+/// Hyper-parameters of an [`Attention`].
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionSpec {
+    /// Width of the queries' input.
+    pub query_dim: usize,
+    /// Width of the keys' and values' input (the text width for cross-attention).
+    pub context_dim: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Bias on `to_q/to_k/to_v` (false in the UNet, true in the VAE).
+    pub qkv_bias: bool,
+}
+
+impl Attention {
+    pub fn new(s: AttentionSpec, device: &Device) -> Self {
+        let inner = s.heads * s.head_dim;
+        Self {
+            to_q: LinearConfig::new(s.query_dim, inner).with_bias(s.qkv_bias).init(device),
+            to_k: LinearConfig::new(s.context_dim, inner).with_bias(s.qkv_bias).init(device),
+            to_v: LinearConfig::new(s.context_dim, inner).with_bias(s.qkv_bias).init(device),
+            to_out: LinearConfig::new(inner, s.query_dim).init(device),
+            heads: s.heads,
+        }
+    }
+
+    /// `x (N, S, query_dim)`, `context (N, L, context_dim)` (self-attention when `None`)
+    /// -> `(N, S, query_dim)`.
+    pub fn forward(&self, x: Tensor<3>, context: Option<Tensor<3>>) -> Tensor<3> {
+        let context = context.unwrap_or_else(|| x.clone());
+        let q = split_heads(self.to_q.forward(x), self.heads);
+        let k = split_heads(self.to_k.forward(context.clone()), self.heads);
+        let v = split_heads(self.to_v.forward(context), self.heads);
+        let out = sdpa(q, k, v, None, None, AttentionModuleOptions::default());
+        self.to_out.forward(merge_heads(out))
+    }
+}
+
+/// `(N, S, H*D)` -> `(N, H, S, D)`.
+pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [n, s, inner] = x.dims();
+    x.reshape([n, s, heads, inner / heads]).swap_dims(1, 2)
+}
+
+/// `(N, H, S, D)` -> `(N, S, H*D)`.
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [n, h, s, d] = x.dims();
+    x.swap_dims(1, 2).reshape([n, s, h * d])
+}

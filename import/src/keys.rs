@@ -4,17 +4,26 @@
 //! (GEGLU projection), `ff.net.2` (feed-forward output) and `to_out.0` (attention output).
 //! Norm `weight/bias` <-> `gamma/beta` and Linear transposes are the PyTorch adapter's job.
 
-/// (diffusers spelling, avdm spelling) of the path segments that differ.
-const RENAMES: [(&str, &str); 3] = [(".ff.net.0.proj.", ".ff.geglu."), (".ff.net.2.", ".ff.out."), (".to_out.0.", ".to_out.")];
+/// (diffusers spelling, avdm spelling) of the path segments that differ (`FeedForward.net`
+/// is the only `net` in the tree).
+const RENAMES: [(&str, &str); 3] = [(".net.0.proj.", ".geglu."), (".net.2.", ".out."), (".to_out.0.", ".to_out.")];
+
+/// Applies the segment renames in one direction, also at the start of the key.
+fn rename_segments(key: &str, to_avdm: bool) -> String {
+    let dotted = RENAMES
+        .iter()
+        .fold(format!(".{key}"), |k, (d, a)| if to_avdm { k.replace(d, a) } else { k.replace(a, d) });
+    dotted[1..].to_string()
+}
 
 /// diffusers state-dict key -> avdm module path.
 pub fn diffusers_to_avdm(key: &str) -> String {
-    RENAMES.iter().fold(key.to_string(), |k, (d, a)| k.replace(d, a))
+    rename_segments(key, true)
 }
 
 /// avdm module path -> diffusers state-dict key.
 pub fn avdm_to_diffusers(path: &str) -> String {
-    RENAMES.iter().fold(path.to_string(), |k, (d, a)| k.replace(a, d))
+    rename_segments(path, false)
 }
 
 /// Whether a diffusers key is the saved copy of the motion modules' sinusoidal positions (a
@@ -70,6 +79,10 @@ mod tests {
         assert_eq!(diffusers_to_avdm(d), "mid_block.attentions.0.transformer_blocks.0.attn2.to_out.bias");
         assert_eq!(diffusers_to_avdm("up_blocks.1.motion_modules.0.transformer_blocks.0.ff.net.2.weight"),
             "up_blocks.1.motion_modules.0.transformer_blocks.0.ff.out.weight");
+        assert_eq!(diffusers_to_avdm("net.0.proj.bias"), "geglu.bias");
+        assert_eq!(avdm_to_diffusers("to_out.weight"), "to_out.0.weight");
+        assert_eq!(diffusers_to_avdm("net.0.proj.bias"), "geglu.bias");
+        assert_eq!(avdm_to_diffusers("to_out.weight"), "to_out.0.weight");
     }
 
     #[test]

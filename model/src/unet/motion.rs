@@ -67,3 +67,33 @@ impl AnimateDiffTransformer3D {
         out + x
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `out - x` of a motion module for a clip whose first frame is scaled by `scale`.
+    fn update(module: &AnimateDiffTransformer3D, x: &Tensor<4>, scale: f32) -> Tensor<4> {
+        let device = x.device();
+        let mut factors = vec![1f32; 4];
+        factors[0] = scale;
+        let factors = Tensor::<1>::from_data(TensorData::new(factors, [4]), &device).reshape([4, 1, 1, 1]);
+        let scaled = x.clone() * factors;
+        module.forward(scaled.clone(), 4) - scaled
+    }
+
+    #[test]
+    fn norm_statistics_span_the_clip_unless_per_frame() {
+        let device = Device::flex();
+        let spec = |norm_per_frame| MotionModuleSpec { channels: 8, heads: 2, layers: 1, groups: 2, max_positions: 8, norm_per_frame };
+        let x = Tensor::<4>::random([4, 8, 3, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let per_frame = AnimateDiffTransformer3D::new(spec(true), &device);
+        // GroupNorm per frame is blind to one frame's scale: the module's update is unchanged.
+        let diff = (update(&per_frame, &x, 1.0) - update(&per_frame, &x, 10.0)).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-4, "per-frame norm changed by {diff}");
+        // diffusers' clip-wide statistics see it.
+        let clip = AnimateDiffTransformer3D::new(spec(false), &device);
+        let diff = (update(&clip, &x, 1.0) - update(&clip, &x, 10.0)).abs().max().into_scalar::<f32>();
+        assert!(diff > 1e-2, "clip-wide norm ignored a frame's scale ({diff})");
+    }
+}

@@ -34,17 +34,14 @@ impl PerBlock {
     }
 }
 
-/// diffusers `UNet2DConditionModel` config (`unet/config.json`); only the fields that change
-/// the SD1.5-family network are read, unknown fields are ignored.
+/// The fields diffusers' `UNet2DConditionModel` and `UNetMotionModel` configs share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UNet2DConditionConfig {
+pub struct UNetCommonConfig {
     #[serde(default = "default_latent_channels")]
     pub in_channels: usize,
     #[serde(default = "default_latent_channels")]
     pub out_channels: usize,
     pub down_block_types: Vec<String>,
-    #[serde(default = "default_mid_block_type")]
-    pub mid_block_type: Option<String>,
     pub up_block_types: Vec<String>,
     pub block_out_channels: Vec<usize>,
     #[serde(default = "default_layers_per_block")]
@@ -63,13 +60,29 @@ pub struct UNet2DConditionConfig {
     pub cross_attention_dim: usize,
     #[serde(default = "default_per_block_one")]
     pub transformer_layers_per_block: PerBlock,
+    #[serde(default)]
+    pub use_linear_projection: bool,
+    #[serde(default)]
+    pub addition_embed_type: Option<String>,
+    #[serde(default)]
+    pub encoder_hid_dim_type: Option<String>,
+    #[serde(default)]
+    pub time_cond_proj_dim: Option<usize>,
+}
+
+/// diffusers `UNet2DConditionModel` config (`unet/config.json`); only the fields that change
+/// the SD1.5-family network are read, unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UNet2DConditionConfig {
+    #[serde(flatten)]
+    pub common: UNetCommonConfig,
+    #[serde(default = "default_mid_block_type")]
+    pub mid_block_type: Option<String>,
     /// SD1.5 quirk: when `num_attention_heads` is absent this is the number of *heads*.
     #[serde(default = "default_attention_head_dim")]
     pub attention_head_dim: PerBlock,
     #[serde(default)]
     pub num_attention_heads: Option<PerBlock>,
-    #[serde(default)]
-    pub use_linear_projection: bool,
     #[serde(default = "default_true")]
     pub flip_sin_to_cos: bool,
     #[serde(default)]
@@ -82,12 +95,6 @@ pub struct UNet2DConditionConfig {
     pub resnet_time_scale_shift: String,
     #[serde(default)]
     pub class_embed_type: Option<String>,
-    #[serde(default)]
-    pub addition_embed_type: Option<String>,
-    #[serde(default)]
-    pub encoder_hid_dim_type: Option<String>,
-    #[serde(default)]
-    pub time_cond_proj_dim: Option<usize>,
     #[serde(default = "default_time_embedding_type")]
     pub time_embedding_type: String,
 }
@@ -119,29 +126,8 @@ pub struct MotionAdapterConfig {
 /// diffusers `UNetMotionModel` config (`config.json` of a combined UNet + motion folder).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UNetMotionConfig {
-    #[serde(default = "default_latent_channels")]
-    pub in_channels: usize,
-    #[serde(default = "default_latent_channels")]
-    pub out_channels: usize,
-    pub down_block_types: Vec<String>,
-    pub up_block_types: Vec<String>,
-    pub block_out_channels: Vec<usize>,
-    #[serde(default = "default_layers_per_block")]
-    pub layers_per_block: PerBlock,
-    #[serde(default = "default_one")]
-    pub downsample_padding: usize,
-    #[serde(default = "default_one_f64")]
-    pub mid_block_scale_factor: f64,
-    #[serde(default = "default_act_fn")]
-    pub act_fn: String,
-    #[serde(default = "default_norm_num_groups")]
-    pub norm_num_groups: usize,
-    #[serde(default = "default_norm_eps")]
-    pub norm_eps: f64,
-    #[serde(default = "default_motion_cross_attention_dim")]
-    pub cross_attention_dim: usize,
-    #[serde(default = "default_per_block_one")]
-    pub transformer_layers_per_block: PerBlock,
+    #[serde(flatten)]
+    pub common: UNetCommonConfig,
     #[serde(default)]
     pub reverse_transformer_layers_per_block: Option<PerBlock>,
     #[serde(default = "default_per_block_one")]
@@ -152,8 +138,6 @@ pub struct UNetMotionConfig {
     pub transformer_layers_per_mid_block: Option<usize>,
     #[serde(default = "default_some_one")]
     pub temporal_transformer_layers_per_mid_block: Option<usize>,
-    #[serde(default)]
-    pub use_linear_projection: bool,
     #[serde(default = "default_motion_heads")]
     pub num_attention_heads: PerBlock,
     #[serde(default = "default_max_seq_length")]
@@ -166,12 +150,6 @@ pub struct UNetMotionConfig {
     pub use_motion_mid_block: bool,
     #[serde(default = "default_one")]
     pub mid_block_layers: usize,
-    #[serde(default)]
-    pub encoder_hid_dim_type: Option<String>,
-    #[serde(default)]
-    pub addition_embed_type: Option<String>,
-    #[serde(default)]
-    pub time_cond_proj_dim: Option<usize>,
 }
 
 /// The resolved description of a (video) UNet: everything per block, nothing left implicit.
@@ -264,9 +242,6 @@ fn default_norm_eps() -> f64 {
 fn default_cross_attention_dim() -> usize {
     1280
 }
-fn default_motion_cross_attention_dim() -> usize {
-    1280
-}
 fn default_attention_head_dim() -> PerBlock {
     PerBlock::Same(8)
 }
@@ -329,42 +304,44 @@ impl UNet2DConditionConfig {
     pub fn sd15() -> Self {
         let s = |v: &str| v.to_string();
         Self {
-            in_channels: 4,
-            out_channels: 4,
-            down_block_types: vec![
-                s("CrossAttnDownBlock2D"),
-                s("CrossAttnDownBlock2D"),
-                s("CrossAttnDownBlock2D"),
-                s("DownBlock2D"),
-            ],
+            common: UNetCommonConfig {
+                in_channels: 4,
+                out_channels: 4,
+                down_block_types: vec![
+                    s("CrossAttnDownBlock2D"),
+                    s("CrossAttnDownBlock2D"),
+                    s("CrossAttnDownBlock2D"),
+                    s("DownBlock2D"),
+                ],
+                up_block_types: vec![
+                    s("UpBlock2D"),
+                    s("CrossAttnUpBlock2D"),
+                    s("CrossAttnUpBlock2D"),
+                    s("CrossAttnUpBlock2D"),
+                ],
+                block_out_channels: vec![320, 640, 1280, 1280],
+                layers_per_block: PerBlock::Same(2),
+                downsample_padding: 1,
+                mid_block_scale_factor: 1.0,
+                act_fn: "silu".into(),
+                norm_num_groups: 32,
+                norm_eps: 1e-5,
+                cross_attention_dim: 768,
+                transformer_layers_per_block: PerBlock::Same(1),
+                use_linear_projection: false,
+                addition_embed_type: None,
+                encoder_hid_dim_type: None,
+                time_cond_proj_dim: None,
+            },
             mid_block_type: default_mid_block_type(),
-            up_block_types: vec![
-                s("UpBlock2D"),
-                s("CrossAttnUpBlock2D"),
-                s("CrossAttnUpBlock2D"),
-                s("CrossAttnUpBlock2D"),
-            ],
-            block_out_channels: vec![320, 640, 1280, 1280],
-            layers_per_block: PerBlock::Same(2),
-            downsample_padding: 1,
-            mid_block_scale_factor: 1.0,
-            act_fn: "silu".into(),
-            norm_num_groups: 32,
-            norm_eps: 1e-5,
-            cross_attention_dim: 768,
-            transformer_layers_per_block: PerBlock::Same(1),
             attention_head_dim: PerBlock::Same(8),
             num_attention_heads: None,
-            use_linear_projection: false,
             flip_sin_to_cos: true,
             freq_shift: 0.0,
             only_cross_attention: false,
             upcast_attention: false,
             resnet_time_scale_shift: "default".into(),
             class_embed_type: None,
-            addition_embed_type: None,
-            encoder_hid_dim_type: None,
-            time_cond_proj_dim: None,
             time_embedding_type: "positional".into(),
         }
     }
@@ -405,58 +382,59 @@ impl UNetMotionConfig {
     }
 }
 
+impl UNetCommonConfig {
+    /// Rejects what avdm does not build and resolves the shared fields into a 2D
+    /// [`UNetConfig`]; `down`/`up` are the (cross-attention, plain) block type names of the
+    /// format, `heads` its spatial attention heads.
+    fn resolve(&self, down: [&str; 2], up: [&str; 2], heads: &PerBlock) -> Result<UNetConfig, ConfigError> {
+        let n = self.block_out_channels.len();
+        require(n > 0, "block_out_channels", "is empty")?;
+        require(self.act_fn == "silu" || self.act_fn == "swish", "act_fn", format!("`{}` is not supported (silu only)", self.act_fn))?;
+        require(self.addition_embed_type.is_none(), "addition_embed_type", "additional embeddings are not supported")?;
+        require(self.encoder_hid_dim_type.is_none(), "encoder_hid_dim_type", "is not supported")?;
+        require(self.time_cond_proj_dim.is_none(), "time_cond_proj_dim", "is not supported")?;
+        require(self.mid_block_scale_factor == 1.0, "mid_block_scale_factor", "only 1.0 is supported")?;
+        let transformer_layers = self.transformer_layers_per_block.expand("transformer_layers_per_block", n)?;
+        Ok(UNetConfig {
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            block_out_channels: self.block_out_channels.clone(),
+            down_cross_attention: block_kinds("down_block_types", &self.down_block_types, &[down[0]], &[down[1]])?,
+            up_cross_attention: block_kinds("up_block_types", &self.up_block_types, &[up[0]], &[up[1]])?,
+            layers_per_block: self.layers_per_block.expand("layers_per_block", n)?,
+            transformer_layers_per_mid_block: *transformer_layers.last().unwrap_or(&1),
+            reverse_transformer_layers_per_block: reversed(&transformer_layers),
+            transformer_layers_per_block: transformer_layers,
+            mid_block_layers: 1,
+            num_attention_heads: heads.expand("num_attention_heads", n)?,
+            cross_attention_dim: self.cross_attention_dim,
+            use_linear_projection: self.use_linear_projection,
+            norm_num_groups: self.norm_num_groups,
+            norm_eps: self.norm_eps,
+            downsample_padding: self.downsample_padding,
+            flip_sin_to_cos: true,
+            freq_shift: 0.0,
+            motion: None,
+        })
+    }
+}
+
 impl UNetConfig {
     /// The 2D UNet of a diffusers `unet/config.json`.
     pub fn from_unet_2d(c: &UNet2DConditionConfig) -> Result<Self, ConfigError> {
-        let n = c.block_out_channels.len();
-        require(n > 0, "block_out_channels", "is empty")?;
-        require(c.act_fn == "silu" || c.act_fn == "swish", "act_fn", format!("`{}` is not supported (silu only)", c.act_fn))?;
         require(c.resnet_time_scale_shift == "default", "resnet_time_scale_shift", "only `default` is supported")?;
         require(c.time_embedding_type == "positional", "time_embedding_type", "only `positional` is supported")?;
         require(!c.only_cross_attention, "only_cross_attention", "is not supported")?;
         require(c.class_embed_type.is_none(), "class_embed_type", "class embeddings are not supported")?;
-        require(c.addition_embed_type.is_none(), "addition_embed_type", "additional embeddings are not supported")?;
-        require(c.encoder_hid_dim_type.is_none(), "encoder_hid_dim_type", "is not supported")?;
-        require(c.time_cond_proj_dim.is_none(), "time_cond_proj_dim", "is not supported")?;
         require(
             c.mid_block_type.as_deref() == Some("UNetMidBlock2DCrossAttn"),
             "mid_block_type",
             format!("{:?} is not supported (UNetMidBlock2DCrossAttn only)", c.mid_block_type),
         )?;
         let heads = c.num_attention_heads.as_ref().unwrap_or(&c.attention_head_dim);
-        let transformer_layers = c.transformer_layers_per_block.expand("transformer_layers_per_block", n)?;
-        let config = Self {
-            in_channels: c.in_channels,
-            out_channels: c.out_channels,
-            block_out_channels: c.block_out_channels.clone(),
-            down_cross_attention: block_kinds(
-                "down_block_types",
-                &c.down_block_types,
-                &["CrossAttnDownBlock2D"],
-                &["DownBlock2D"],
-            )?,
-            up_cross_attention: block_kinds(
-                "up_block_types",
-                &c.up_block_types,
-                &["CrossAttnUpBlock2D"],
-                &["UpBlock2D"],
-            )?,
-            layers_per_block: c.layers_per_block.expand("layers_per_block", n)?,
-            transformer_layers_per_mid_block: *transformer_layers.last().unwrap_or(&1),
-            reverse_transformer_layers_per_block: reversed(&transformer_layers),
-            transformer_layers_per_block: transformer_layers,
-            mid_block_layers: 1,
-            num_attention_heads: heads.expand("num_attention_heads", n)?,
-            cross_attention_dim: c.cross_attention_dim,
-            use_linear_projection: c.use_linear_projection,
-            norm_num_groups: c.norm_num_groups,
-            norm_eps: c.norm_eps,
-            downsample_padding: c.downsample_padding,
-            flip_sin_to_cos: c.flip_sin_to_cos,
-            freq_shift: c.freq_shift,
-            motion: None,
-        };
-        require(c.mid_block_scale_factor == 1.0, "mid_block_scale_factor", "only 1.0 is supported")?;
+        let mut config = c.common.resolve(["CrossAttnDownBlock2D", "DownBlock2D"], ["CrossAttnUpBlock2D", "UpBlock2D"], heads)?;
+        config.flip_sin_to_cos = c.flip_sin_to_cos;
+        config.freq_shift = c.freq_shift;
         config.validate()?;
         Ok(config)
     }
@@ -500,18 +478,19 @@ impl UNetConfig {
 
     /// The network of a diffusers `UNetMotionModel` `config.json`.
     pub fn from_unet_motion(c: &UNetMotionConfig) -> Result<Self, ConfigError> {
-        let n = c.block_out_channels.len();
-        require(n > 0, "block_out_channels", "is empty")?;
-        require(c.act_fn == "silu" || c.act_fn == "swish", "act_fn", format!("`{}` is not supported (silu only)", c.act_fn))?;
-        require(c.encoder_hid_dim_type.is_none(), "encoder_hid_dim_type", "is not supported")?;
-        require(c.addition_embed_type.is_none(), "addition_embed_type", "is not supported")?;
-        require(c.time_cond_proj_dim.is_none(), "time_cond_proj_dim", "is not supported")?;
-        require(c.mid_block_scale_factor == 1.0, "mid_block_scale_factor", "only 1.0 is supported")?;
-        let transformer_layers = c.transformer_layers_per_block.expand("transformer_layers_per_block", n)?;
-        let reverse_transformer_layers = match &c.reverse_transformer_layers_per_block {
-            Some(r) => r.expand("reverse_transformer_layers_per_block", n)?,
-            None => reversed(&transformer_layers),
-        };
+        let n = c.common.block_out_channels.len();
+        let mut config = c.common.resolve(
+            ["CrossAttnDownBlockMotion", "DownBlockMotion"],
+            ["CrossAttnUpBlockMotion", "UpBlockMotion"],
+            &c.num_attention_heads,
+        )?;
+        if let Some(r) = &c.reverse_transformer_layers_per_block {
+            config.reverse_transformer_layers_per_block = r.expand("reverse_transformer_layers_per_block", n)?;
+        }
+        if let Some(mid) = c.transformer_layers_per_mid_block {
+            config.transformer_layers_per_mid_block = mid;
+        }
+        config.mid_block_layers = c.mid_block_layers;
         let temporal_layers = c
             .temporal_transformer_layers_per_block
             .expand("temporal_transformer_layers_per_block", n)?;
@@ -524,48 +503,16 @@ impl UNetConfig {
             Some(r) => r.expand("reverse_motion_num_attention_heads", n)?,
             None => reversed(&motion_heads),
         };
-        let config = Self {
-            in_channels: c.in_channels,
-            out_channels: c.out_channels,
-            block_out_channels: c.block_out_channels.clone(),
-            down_cross_attention: block_kinds(
-                "down_block_types",
-                &c.down_block_types,
-                &["CrossAttnDownBlockMotion"],
-                &["DownBlockMotion"],
-            )?,
-            up_cross_attention: block_kinds(
-                "up_block_types",
-                &c.up_block_types,
-                &["CrossAttnUpBlockMotion"],
-                &["UpBlockMotion"],
-            )?,
-            layers_per_block: c.layers_per_block.expand("layers_per_block", n)?,
-            transformer_layers_per_mid_block: c
-                .transformer_layers_per_mid_block
-                .unwrap_or(*transformer_layers.last().unwrap_or(&1)),
-            transformer_layers_per_block: transformer_layers,
-            reverse_transformer_layers_per_block: reverse_transformer_layers,
-            mid_block_layers: c.mid_block_layers,
-            num_attention_heads: c.num_attention_heads.expand("num_attention_heads", n)?,
-            cross_attention_dim: c.cross_attention_dim,
-            use_linear_projection: c.use_linear_projection,
-            norm_num_groups: c.norm_num_groups,
-            norm_eps: c.norm_eps,
-            downsample_padding: c.downsample_padding,
-            flip_sin_to_cos: true,
-            freq_shift: 0.0,
-            motion: Some(MotionConfig {
-                num_attention_heads: motion_heads,
-                reverse_num_attention_heads: reverse_motion_heads,
-                transformer_layers_per_block: temporal_layers,
-                reverse_transformer_layers_per_block: reverse_temporal_layers,
-                transformer_layers_per_mid_block: c.temporal_transformer_layers_per_mid_block.unwrap_or(1),
-                mid_block: c.use_motion_mid_block,
-                max_seq_length: c.motion_max_seq_length,
-                norm_per_frame: false,
-            }),
-        };
+        config.motion = Some(MotionConfig {
+            num_attention_heads: motion_heads,
+            reverse_num_attention_heads: reverse_motion_heads,
+            transformer_layers_per_block: temporal_layers,
+            reverse_transformer_layers_per_block: reverse_temporal_layers,
+            transformer_layers_per_mid_block: c.temporal_transformer_layers_per_mid_block.unwrap_or(1),
+            mid_block: c.use_motion_mid_block,
+            max_seq_length: c.motion_max_seq_length,
+            norm_per_frame: false,
+        });
         config.validate()?;
         Ok(config)
     }

@@ -45,14 +45,17 @@ fn combined_folder_matches_diffusers() {
 #[test]
 fn original_checkpoint_gives_identical_outputs() {
     let config = MotionAdapterConfig::from_json(&std::fs::read_to_string(fixture("tiny_unet/motion_adapter/config.json")).unwrap()).unwrap();
-    let from_ckpt = |config| {
-        let adapter = AdapterSource::Checkpoint { path: fixture("tiny_unet/mm_tiny_v2.ckpt"), config };
+    let from_file = |file: &str, config| {
+        let adapter = AdapterSource::Checkpoint { path: fixture(&format!("tiny_unet/{file}")), config };
         load_unet_motion(&fixture("tiny_unet/unet"), &adapter, &LoadOptions::default(), &device()).expect("unet + .ckpt")
     };
-    let ckpt = from_ckpt(Some(config));
+    let from_ckpt = |config| from_file("mm_tiny_v2.ckpt", config);
+    let ckpt = from_ckpt(Some(config.clone()));
     assert_eq!(ckpt.report.positions_checked, 7);
     let diff = max_abs_diff(run(&ckpt, "a"), run(&folders(), "a"));
     assert_eq!(diff, 0.0, ".ckpt and folders must give identical outputs");
+    let wrapped = from_file("mm_tiny_v2_wrapped.ckpt", Some(config));
+    assert_eq!(max_abs_diff(run(&wrapped, "a"), run(&ckpt, "a")), 0.0, "a `state_dict` wrapper changes nothing");
     // Without a config the layout is read from the tensors (heads default to 8, so give the
     // tiny model's 2 heads back and compare the rest).
     let inferred = from_ckpt(None).config.motion.expect("motion config");

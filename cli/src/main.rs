@@ -37,7 +37,12 @@ enum Command {
     },
 }
 
-fn inspect(unet: PathBuf, motion_adapter: Option<PathBuf>, combined: bool, variant: Option<String>) -> anyhow::Result<()> {
+fn inspect(
+    unet: PathBuf,
+    motion_adapter: Option<PathBuf>,
+    combined: bool,
+    variant: Option<String>,
+) -> anyhow::Result<()> {
     let device = Device::flex();
     let options = LoadOptions { variant, ..LoadOptions::default() };
     let loaded = match (combined, motion_adapter) {
@@ -56,7 +61,10 @@ fn inspect(unet: PathBuf, motion_adapter: Option<PathBuf>, combined: bool, varia
     let c = &loaded.config;
     println!("{}", loaded.report);
     println!("parameters: {}", loaded.model.num_params());
-    println!("block_out_channels: {:?}, heads: {:?}, cross_attention_dim: {}", c.block_out_channels, c.num_attention_heads, c.cross_attention_dim);
+    println!(
+        "block_out_channels: {:?}, heads: {:?}, cross_attention_dim: {}",
+        c.block_out_channels, c.num_attention_heads, c.cross_attention_dim
+    );
     match &c.motion {
         Some(m) => println!(
             "motion modules: heads {:?}, mid block {}, up to {} frames",
@@ -70,7 +78,9 @@ fn inspect(unet: PathBuf, motion_adapter: Option<PathBuf>, combined: bool, varia
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Inspect { unet, motion_adapter, combined, variant } => inspect(unet, motion_adapter, combined, variant),
+        Command::Inspect { unet, motion_adapter, combined, variant } => {
+            inspect(unet, motion_adapter, combined, variant)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

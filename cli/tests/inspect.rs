@@ -16,15 +16,23 @@ fn avdm(args: &[&str]) -> (bool, String, String) {
 fn inspects_unet_with_checkpoint_adapter() {
     let unet = fixture("tiny_unet/unet");
     let ckpt = fixture("tiny_unet/mm_tiny_v2.ckpt");
-    let (ok, stdout, stderr) = avdm(&["inspect", "--unet", unet.to_str().unwrap(), "--motion-adapter", ckpt.to_str().unwrap()]);
+    let (ok, stdout, stderr) =
+        avdm(&["inspect", "--unet", unet.to_str().unwrap(), "--motion-adapter", ckpt.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     // An original checkpoint has no config: its layout is read from the tensors, with the
     // 8 temporal heads of every released AnimateDiff module.
-    assert!(stdout.contains("7 position tables checked") && stdout.contains("motion modules: heads [8, 8], mid block true"), "{stdout}");
+    assert!(
+        stdout.contains("7 position tables checked") && stdout.contains("motion modules: heads [8, 8], mid block true"),
+        "{stdout}"
+    );
     let adapter = fixture("tiny_unet/motion_adapter");
-    let (ok, stdout, stderr) = avdm(&["inspect", "--unet", unet.to_str().unwrap(), "--motion-adapter", adapter.to_str().unwrap()]);
+    let (ok, stdout, stderr) =
+        avdm(&["inspect", "--unet", unet.to_str().unwrap(), "--motion-adapter", adapter.to_str().unwrap()]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("7 position tables checked; 0 unused keys") && stdout.contains("up to 32 frames"), "{stdout}");
+    assert!(
+        stdout.contains("7 position tables checked; 0 unused keys") && stdout.contains("up to 32 frames"),
+        "{stdout}"
+    );
 }
 
 #[test]

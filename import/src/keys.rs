@@ -10,9 +10,8 @@ const RENAMES: [(&str, &str); 3] = [(".net.0.proj.", ".geglu."), (".net.2.", ".o
 
 /// Applies the segment renames in one direction, also at the start of the key.
 fn rename_segments(key: &str, to_avdm: bool) -> String {
-    let dotted = RENAMES
-        .iter()
-        .fold(format!(".{key}"), |k, (d, a)| if to_avdm { k.replace(d, a) } else { k.replace(a, d) });
+    let dotted =
+        RENAMES.iter().fold(format!(".{key}"), |k, (d, a)| if to_avdm { k.replace(d, a) } else { k.replace(a, d) });
     dotted[1..].to_string()
 }
 
@@ -77,8 +76,10 @@ mod tests {
         assert_eq!(avdm_to_diffusers(&diffusers_to_avdm(d)), d);
         let d = "mid_block.attentions.0.transformer_blocks.0.attn2.to_out.0.bias";
         assert_eq!(diffusers_to_avdm(d), "mid_block.attentions.0.transformer_blocks.0.attn2.to_out.bias");
-        assert_eq!(diffusers_to_avdm("up_blocks.1.motion_modules.0.transformer_blocks.0.ff.net.2.weight"),
-            "up_blocks.1.motion_modules.0.transformer_blocks.0.ff.out.weight");
+        assert_eq!(
+            diffusers_to_avdm("up_blocks.1.motion_modules.0.transformer_blocks.0.ff.net.2.weight"),
+            "up_blocks.1.motion_modules.0.transformer_blocks.0.ff.out.weight"
+        );
         assert_eq!(diffusers_to_avdm("net.0.proj.bias"), "geglu.bias");
         assert_eq!(avdm_to_diffusers("to_out.weight"), "to_out.0.weight");
         assert_eq!(diffusers_to_avdm("net.0.proj.bias"), "geglu.bias");

@@ -24,4 +24,6 @@ pub mod unet;
 pub use apply::{Applied, apply_tensors};
 pub use error::ImportError;
 pub use tensors::TensorSet;
-pub use unet::{AdapterSource, LoadOptions, LoadReport, LoadedUNet, load_unet_2d, load_unet_motion, load_unet_motion_folder};
+pub use unet::{
+    AdapterSource, LoadOptions, LoadReport, LoadedUNet, load_unet_2d, load_unet_motion, load_unet_motion_folder,
+};

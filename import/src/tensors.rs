@@ -39,7 +39,9 @@ fn validate_safetensors(path: &Path) -> Result<(), ImportError> {
     safetensors::SafeTensors::read_metadata(&map).map_err(|e| ImportError::NotSafetensors {
         path: path.into(),
         message: match e {
-            safetensors::SafeTensorError::MetadataIncompleteBuffer => "the file is truncated or has trailing bytes".into(),
+            safetensors::SafeTensorError::MetadataIncompleteBuffer => {
+                "the file is truncated or has trailing bytes".into()
+            }
             safetensors::SafeTensorError::HeaderTooSmall | safetensors::SafeTensorError::InvalidHeaderLength => {
                 "the file is too short to hold a safetensors header (truncated, or another format)".into()
             }
@@ -60,10 +62,8 @@ impl TensorSet {
         let tensors = store
             .get_all_tensors()
             .map_err(|e| ImportError::NotSafetensors { path: path.into(), message: e.to_string() })?;
-        let entries = tensors
-            .iter()
-            .map(|(k, t)| (k.clone(), Entry { tensor: t.clone(), file: path.into() }))
-            .collect();
+        let entries =
+            tensors.iter().map(|(k, t)| (k.clone(), Entry { tensor: t.clone(), file: path.into() })).collect();
         Ok(Self { entries })
     }
 
@@ -72,10 +72,8 @@ impl TensorSet {
         let text = std::fs::read_to_string(index).map_err(|source| ImportError::Io { path: index.into(), source })?;
         let bad = |message: String| ImportError::ShardIndex { path: index.into(), message };
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| bad("no `weight_map` object".into()))?;
+        let map =
+            json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no `weight_map` object".into()))?;
         let dir = index.parent().unwrap_or(Path::new("."));
         let mut shards: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (key, file) in map {

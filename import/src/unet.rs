@@ -16,12 +16,12 @@ use avdm_model::unet::embeddings::frame_positions;
 use avdm_model::unet::{MotionAdapterConfig, PerBlock, UNet2DConditionConfig, UNetConfig, UNetMotionConfig};
 use avdm_model::{ConfigError, UNetMotionModel};
 use burn::prelude::*;
-use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::bridge;
+use burn::store::burn_pack::Tensor as PackTensor;
 use burn::tensor::DType;
 
-use crate::error::ImportError;
 use crate::apply::apply_tensors;
+use crate::error::ImportError;
 use crate::keys::{OriginalKey, is_positions_buffer, original_motion_to_diffusers};
 use crate::tensors::TensorSet;
 
@@ -204,7 +204,11 @@ fn infer_adapter_config(tensors: &TensorSet, path: &Path) -> Result<MotionAdapte
         motion_layers_per_block: PerBlock::Same(layers),
         motion_transformer_layers_per_block: PerBlock::Same(depth),
         motion_mid_block_layers_per_block: 1,
-        motion_transformer_layers_per_mid_block: if mid { count("mid_block.motion_modules.0.transformer_blocks") } else { 1 },
+        motion_transformer_layers_per_mid_block: if mid {
+            count("mid_block.motion_modules.0.transformer_blocks")
+        } else {
+            1
+        },
         motion_num_attention_heads: PerBlock::Same(8),
         motion_norm_num_groups: 32,
         motion_max_seq_length: positions,
@@ -221,11 +225,15 @@ fn check_positions(key: &str, tensor: &PackTensor, file: &Path, max_positions: u
         return Err(err(format!("shape {dims:?} is not (1, positions, channels)")));
     }
     if dims[1] != max_positions {
-        return Err(err(format!("holds {} positions but the config says motion_max_seq_length = {max_positions}", dims[1])));
+        return Err(err(format!(
+            "holds {} positions but the config says motion_max_seq_length = {max_positions}",
+            dims[1]
+        )));
     }
     let data = bridge::to_data(tensor).map_err(|e| err(e.to_string()))?.convert::<f32>();
     let saved: Vec<f32> = data.try_to_vec::<f32>().map_err(|e| err(format!("{e:?}")))?;
-    let computed: Vec<f32> = frame_positions(dims[1], dims[2], &Device::flex()).into_data().try_to_vec::<f32>().expect("f32 table");
+    let computed: Vec<f32> =
+        frame_positions(dims[1], dims[2], &Device::flex()).into_data().try_to_vec::<f32>().expect("f32 table");
     let worst = saved.iter().zip(&computed).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     // Half-precision files round the table (bf16: up to 4e-3); a wrong table is off by O(1).
     let tolerance = if matches!(tensor.dtype, DType::F32 | DType::F64) { 1e-5 } else { 1e-2 };
@@ -258,6 +266,7 @@ pub fn load_weights(
         }
     }
     let applied = apply_tensors(&mut model, weights, options.dtype)?;
-    let report = LoadReport { applied: applied.applied, positions_checked, unused: applied.unused, files: applied.files };
+    let report =
+        LoadReport { applied: applied.applied, positions_checked, unused: applied.unused, files: applied.files };
     Ok(LoadedUNet { model, config, report })
 }

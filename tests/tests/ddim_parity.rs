@@ -43,8 +43,14 @@ fn alphas_cumprod_match() {
         let s = scheduler(case, 1);
         let name = case["name"].as_str().unwrap();
         let n = s.schedule.alphas_cumprod.len();
-        let ours = Tensor::<1>::from_data(TensorData::new(s.schedule.alphas_cumprod.clone(), [n]), &avdm_tests::device());
-        assert_close(&format!("{name} alphas_cumprod"), ours, tensor(&tensors, &format!("{name}.alphas_cumprod")), TOLERANCE);
+        let ours =
+            Tensor::<1>::from_data(TensorData::new(s.schedule.alphas_cumprod.clone(), [n]), &avdm_tests::device());
+        assert_close(
+            &format!("{name} alphas_cumprod"),
+            ours,
+            tensor(&tensors, &format!("{name}.alphas_cumprod")),
+            TOLERANCE,
+        );
     }
 }
 

@@ -17,7 +17,8 @@ fn full_size_sd15_with_v1_5_2_loads_and_runs() {
     };
     let start = Instant::now();
     let adapter = AdapterSource::Folder(dir.join("motion_adapter"));
-    let unet = load_unet_motion(&dir.join("unet"), &adapter, &LoadOptions::default(), &device()).expect("full-size load");
+    let unet =
+        load_unet_motion(&dir.join("unet"), &adapter, &LoadOptions::default(), &device()).expect("full-size load");
     println!("{} in {:.1}s", unet.report, start.elapsed().as_secs_f32());
     assert_eq!(unet.config, UNetConfig::sd15_motion_v1_5_2());
     assert!(unet.report.unused.is_empty(), "{:?}", unet.report.unused);

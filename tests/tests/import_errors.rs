@@ -33,7 +33,13 @@ fn missing_folder_and_config() {
     assert!(load_2d(&dir).to_string().starts_with("config.json not found"), "{}", load_2d(&dir));
     let dir = copy_dir("tiny_unet/motion_adapter", tmp.path());
     fs::remove_file(dir.join(WEIGHTS)).unwrap();
-    let err = load_unet_motion(&fixture("tiny_unet/unet"), &AdapterSource::Folder(dir.clone()), &LoadOptions::default(), &device()).unwrap_err();
+    let err = load_unet_motion(
+        &fixture("tiny_unet/unet"),
+        &AdapterSource::Folder(dir.clone()),
+        &LoadOptions::default(),
+        &device(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("weights") && err.to_string().contains(&dir.display().to_string()), "{err}");
 }
 
@@ -78,7 +84,9 @@ fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>
         entries.into_iter().map(|(n, s, d)| (n, s, d.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = raw
         .iter()
-        .map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
+        .map(|(n, s, d)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
+        })
         .collect();
     fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
@@ -89,7 +97,10 @@ fn missing_key_is_named() {
     let dir = copy_dir("tiny_unet/unet", tmp.path());
     rewrite(&dir.join(WEIGHTS), |e| e.retain(|(n, _, _)| n != "mid_block.attentions.0.proj_in.weight"));
     let err = load_2d(&dir);
-    assert!(matches!(&err, ImportError::MissingKeys { keys, .. } if keys == &["mid_block.attentions.0.proj_in.weight"]), "{err}");
+    assert!(
+        matches!(&err, ImportError::MissingKeys { keys, .. } if keys == &["mid_block.attentions.0.proj_in.weight"]),
+        "{err}"
+    );
     assert!(err.to_string().contains(WEIGHTS), "{err}");
 }
 
@@ -133,12 +144,21 @@ fn bad_shard_index_and_duplicates() {
 fn adapter_that_does_not_fit_the_unet() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = copy_dir("tiny_unet/motion_adapter", tmp.path());
-    let mut config: serde_json::Value = serde_json::from_str(&fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     config["motion_max_seq_length"] = 24.into();
     fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let err = load_unet_motion(&fixture("tiny_unet/unet"), &AdapterSource::Folder(dir), &LoadOptions::default(), &device()).unwrap_err();
+    let err =
+        load_unet_motion(&fixture("tiny_unet/unet"), &AdapterSource::Folder(dir), &LoadOptions::default(), &device())
+            .unwrap_err();
     assert!(matches!(err, ImportError::Positions { .. }) && err.to_string().contains("holds 32 positions"), "{err}");
 
-    let err = load_unet_motion(&fixture("tiny_unet/unet"), &AdapterSource::Folder(fixture("tiny_unet/unet")), &LoadOptions::default(), &device()).unwrap_err();
+    let err = load_unet_motion(
+        &fixture("tiny_unet/unet"),
+        &AdapterSource::Folder(fixture("tiny_unet/unet")),
+        &LoadOptions::default(),
+        &device(),
+    )
+    .unwrap_err();
     assert!(matches!(err, ImportError::NoMotionModules { .. }), "{err}");
 }

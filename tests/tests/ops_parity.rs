@@ -20,14 +20,29 @@ fn weights(prefix: &str) -> TensorSet {
 fn timestep_embedding_matches() {
     let ops = fixture_tensors("ops.safetensors");
     let t: Tensor<1> = tensor(&ops, "timestep_t");
-    assert_close("flip_sin_to_cos, dim 32", timestep_embedding(t.clone(), 32, true, 0.0), tensor(&ops, "timestep_emb_flip"), TOLERANCE);
-    assert_close("odd dim 33, shift 1", timestep_embedding(t, 33, false, 1.0), tensor(&ops, "timestep_emb_odd_shift1"), TOLERANCE);
+    assert_close(
+        "flip_sin_to_cos, dim 32",
+        timestep_embedding(t.clone(), 32, true, 0.0),
+        tensor(&ops, "timestep_emb_flip"),
+        TOLERANCE,
+    );
+    assert_close(
+        "odd dim 33, shift 1",
+        timestep_embedding(t, 33, false, 1.0),
+        tensor(&ops, "timestep_emb_odd_shift1"),
+        TOLERANCE,
+    );
 }
 
 #[test]
 fn frame_positions_match() {
     let ops = fixture_tensors("ops.safetensors");
-    assert_close("sinusoidal positions 32x48", frame_positions(32, 48, &device()), tensor(&ops, "frame_positions"), TOLERANCE);
+    assert_close(
+        "sinusoidal positions 32x48",
+        frame_positions(32, 48, &device()),
+        tensor(&ops, "frame_positions"),
+        TOLERANCE,
+    );
 }
 
 #[test]

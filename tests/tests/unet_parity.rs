@@ -9,13 +9,18 @@ const TOLERANCE: f32 = 1e-4;
 
 fn folders() -> LoadedUNet {
     let adapter = AdapterSource::Folder(fixture("tiny_unet/motion_adapter"));
-    load_unet_motion(&fixture("tiny_unet/unet"), &adapter, &LoadOptions::default(), &device()).expect("tiny unet + adapter")
+    load_unet_motion(&fixture("tiny_unet/unet"), &adapter, &LoadOptions::default(), &device())
+        .expect("tiny unet + adapter")
 }
 
 fn run(unet: &LoadedUNet, case: &str) -> Tensor<5> {
     let io = fixture_tensors("tiny_unet/io.safetensors");
     unet.model
-        .forward(tensor(&io, &format!("{case}_sample")), tensor(&io, &format!("{case}_timestep")), tensor(&io, &format!("{case}_text")))
+        .forward(
+            tensor(&io, &format!("{case}_sample")),
+            tensor(&io, &format!("{case}_timestep")),
+            tensor(&io, &format!("{case}_text")),
+        )
         .expect("valid inputs")
 }
 
@@ -36,7 +41,8 @@ fn unet_and_adapter_folders_match_diffusers() {
 
 #[test]
 fn combined_folder_matches_diffusers() {
-    let unet = load_unet_motion_folder(&fixture("tiny_unet/unet_motion"), &LoadOptions::default(), &device()).expect("UNetMotionModel folder");
+    let unet = load_unet_motion_folder(&fixture("tiny_unet/unet_motion"), &LoadOptions::default(), &device())
+        .expect("UNetMotionModel folder");
     assert!(unet.report.unused.is_empty(), "unused keys: {:?}", unet.report.unused);
     assert_close("combined folder", run(&unet, "a"), expected("a_out"), TOLERANCE);
     assert_eq!(unet.config, folders().config, "both layouts describe the same network");
@@ -44,10 +50,14 @@ fn combined_folder_matches_diffusers() {
 
 #[test]
 fn original_checkpoint_gives_identical_outputs() {
-    let config = MotionAdapterConfig::from_json(&std::fs::read_to_string(fixture("tiny_unet/motion_adapter/config.json")).unwrap()).unwrap();
+    let config = MotionAdapterConfig::from_json(
+        &std::fs::read_to_string(fixture("tiny_unet/motion_adapter/config.json")).unwrap(),
+    )
+    .unwrap();
     let from_file = |file: &str, config| {
         let adapter = AdapterSource::Checkpoint { path: fixture(&format!("tiny_unet/{file}")), config };
-        load_unet_motion(&fixture("tiny_unet/unet"), &adapter, &LoadOptions::default(), &device()).expect("unet + .ckpt")
+        load_unet_motion(&fixture("tiny_unet/unet"), &adapter, &LoadOptions::default(), &device())
+            .expect("unet + .ckpt")
     };
     let from_ckpt = |config| from_file("mm_tiny_v2.ckpt", config);
     let ckpt = from_ckpt(Some(config.clone()));
@@ -67,8 +77,11 @@ fn original_checkpoint_gives_identical_outputs() {
 
 #[test]
 fn half_precision_and_sharded_files_load_into_f32() {
-    for (dir, key) in [("unet_motion_fp16_sharded", "a_out_unet_motion_fp16_sharded"), ("unet_motion_bf16", "a_out_unet_motion_bf16")] {
-        let unet = load_unet_motion_folder(&fixture(&format!("tiny_unet/{dir}")), &LoadOptions::default(), &device()).expect(dir);
+    for (dir, key) in
+        [("unet_motion_fp16_sharded", "a_out_unet_motion_fp16_sharded"), ("unet_motion_bf16", "a_out_unet_motion_bf16")]
+    {
+        let unet = load_unet_motion_folder(&fixture(&format!("tiny_unet/{dir}")), &LoadOptions::default(), &device())
+            .expect(dir);
         assert_eq!(unet.model.conv_in.weight.val().dtype(), burn::tensor::DType::F32);
         assert_close(dir, run(&unet, "a"), expected(key), TOLERANCE);
     }
@@ -77,7 +90,8 @@ fn half_precision_and_sharded_files_load_into_f32() {
     // The base UNet has no fp16 variant: the variant applies to the adapter folder only here.
     let err = load_unet_motion(&fixture("tiny_unet/unet"), &adapter, &options, &device()).unwrap_err();
     assert!(err.to_string().contains("diffusion_pytorch_model.fp16.safetensors"), "{err}");
-    let unet = load_unet_motion(&fixture("tiny_unet/unet"), &adapter, &LoadOptions::default(), &device()).expect("fp16 variant found by default");
+    let unet = load_unet_motion(&fixture("tiny_unet/unet"), &adapter, &LoadOptions::default(), &device())
+        .expect("fp16 variant found by default");
     assert_close("fp16 adapter variant", run(&unet, "a"), expected("a_out_adapter_fp16"), TOLERANCE);
 }
 
@@ -86,7 +100,8 @@ fn unet_2d_matches_diffusers() {
     let unet = load_unet_2d(&fixture("tiny_unet/unet"), &LoadOptions::default(), &device()).expect("2D unet");
     assert!(!unet.model.has_motion_modules());
     let io = fixture_tensors("tiny_unet/io.safetensors");
-    let out = unet.model
+    let out = unet
+        .model
         .forward_2d(tensor(&io, "unet2d_sample"), tensor(&io, "unet2d_timestep"), tensor(&io, "unet2d_text"))
         .expect("valid inputs");
     assert_close("2D UNet", out, tensor(&io, "unet2d_out"), TOLERANCE);
@@ -96,11 +111,13 @@ fn unet_2d_matches_diffusers() {
 fn too_many_frames_is_an_error() {
     let unet = folders();
     let d = device();
-    let err = unet.model
+    let err = unet
+        .model
         .forward(Tensor::zeros([1, 4, 33, 8, 8], &d), Tensor::zeros([1], &d), Tensor::zeros([33, 7, 16], &d))
         .unwrap_err();
     assert_eq!(err.to_string(), "33 frames exceed the motion modules' 32 positions");
-    let err = unet.model
+    let err = unet
+        .model
         .forward(Tensor::zeros([1, 4, 2, 8, 8], &d), Tensor::zeros([1], &d), Tensor::zeros([1, 7, 16], &d))
         .unwrap_err();
     assert!(err.to_string().contains("expected 2"), "{err}");

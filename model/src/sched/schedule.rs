@@ -33,13 +33,16 @@ fn linspace_f32(start: f64, end: f64, steps: usize) -> Vec<f32> {
     let step = ((end - start) / (steps - 1) as f64) as f32;
     let (start, end) = (start as f32, end as f32);
     let half = steps / 2;
-    (0..steps)
-        .map(|i| if i < half { start + step * i as f32 } else { end - step * (steps - i - 1) as f32 })
-        .collect()
+    (0..steps).map(|i| if i < half { start + step * i as f32 } else { end - step * (steps - i - 1) as f32 }).collect()
 }
 
 impl NoiseSchedule {
-    pub fn new(kind: BetaSchedule, beta_start: f64, beta_end: f64, train_timesteps: usize) -> Result<Self, ConfigError> {
+    pub fn new(
+        kind: BetaSchedule,
+        beta_start: f64,
+        beta_end: f64,
+        train_timesteps: usize,
+    ) -> Result<Self, ConfigError> {
         if train_timesteps == 0 {
             return Err(ConfigError::invalid("num_train_timesteps", "must be positive"));
         }
@@ -51,10 +54,9 @@ impl NoiseSchedule {
         }
         let betas = match kind {
             BetaSchedule::Linear => linspace_f32(beta_start, beta_end, train_timesteps),
-            BetaSchedule::ScaledLinear => linspace_f32(beta_start.sqrt(), beta_end.sqrt(), train_timesteps)
-                .into_iter()
-                .map(|b| b * b)
-                .collect(),
+            BetaSchedule::ScaledLinear => {
+                linspace_f32(beta_start.sqrt(), beta_end.sqrt(), train_timesteps).into_iter().map(|b| b * b).collect()
+            }
         };
         // torch's CPU cumprod accumulates float32 in double.
         let mut acc = 1f64;

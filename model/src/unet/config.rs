@@ -26,10 +26,9 @@ impl PerBlock {
         match self {
             PerBlock::Same(v) => Ok(vec![*v; blocks]),
             PerBlock::Each(v) if v.len() == blocks => Ok(v.clone()),
-            PerBlock::Each(v) => Err(ConfigError::invalid(
-                field,
-                format!("has {} entries but the UNet has {blocks} blocks", v.len()),
-            )),
+            PerBlock::Each(v) => {
+                Err(ConfigError::invalid(field, format!("has {} entries but the UNet has {blocks} blocks", v.len())))
+            }
         }
     }
 }
@@ -263,12 +262,7 @@ fn default_time_embedding_type() -> String {
 
 /// Reads `cross_attention` flags from block type names, checking each against the allowed
 /// plain and cross-attention names.
-fn block_kinds(
-    field: &str,
-    types: &[String],
-    cross: &[&str],
-    plain: &[&str],
-) -> Result<Vec<bool>, ConfigError> {
+fn block_kinds(field: &str, types: &[String], cross: &[&str], plain: &[&str]) -> Result<Vec<bool>, ConfigError> {
     types
         .iter()
         .map(|t| {
@@ -389,7 +383,11 @@ impl UNetCommonConfig {
     fn resolve(&self, down: [&str; 2], up: [&str; 2], heads: &PerBlock) -> Result<UNetConfig, ConfigError> {
         let n = self.block_out_channels.len();
         require(n > 0, "block_out_channels", "is empty")?;
-        require(self.act_fn == "silu" || self.act_fn == "swish", "act_fn", format!("`{}` is not supported (silu only)", self.act_fn))?;
+        require(
+            self.act_fn == "silu" || self.act_fn == "swish",
+            "act_fn",
+            format!("`{}` is not supported (silu only)", self.act_fn),
+        )?;
         require(self.addition_embed_type.is_none(), "addition_embed_type", "additional embeddings are not supported")?;
         require(self.encoder_hid_dim_type.is_none(), "encoder_hid_dim_type", "is not supported")?;
         require(self.time_cond_proj_dim.is_none(), "time_cond_proj_dim", "is not supported")?;
@@ -432,7 +430,8 @@ impl UNetConfig {
             format!("{:?} is not supported (UNetMidBlock2DCrossAttn only)", c.mid_block_type),
         )?;
         let heads = c.num_attention_heads.as_ref().unwrap_or(&c.attention_head_dim);
-        let mut config = c.common.resolve(["CrossAttnDownBlock2D", "DownBlock2D"], ["CrossAttnUpBlock2D", "UpBlock2D"], heads)?;
+        let mut config =
+            c.common.resolve(["CrossAttnDownBlock2D", "DownBlock2D"], ["CrossAttnUpBlock2D", "UpBlock2D"], heads)?;
         config.flip_sin_to_cos = c.flip_sin_to_cos;
         config.freq_shift = c.freq_shift;
         config.validate()?;
@@ -445,10 +444,7 @@ impl UNetConfig {
         require(
             a.block_out_channels == self.block_out_channels,
             "block_out_channels",
-            format!(
-                "motion adapter has {:?} but the UNet has {:?}",
-                a.block_out_channels, self.block_out_channels
-            ),
+            format!("motion adapter has {:?} but the UNet has {:?}", a.block_out_channels, self.block_out_channels),
         )?;
         let layers = a.motion_layers_per_block.expand("motion_layers_per_block", n)?;
         require(
@@ -456,7 +452,11 @@ impl UNetConfig {
             "motion_layers_per_block",
             format!("motion adapter has {layers:?} layers per block but the UNet has {:?}", self.layers_per_block),
         )?;
-        require(a.motion_mid_block_layers_per_block == self.mid_block_layers, "motion_mid_block_layers_per_block", "must equal the UNet's mid-block layers (1)")?;
+        require(
+            a.motion_mid_block_layers_per_block == self.mid_block_layers,
+            "motion_mid_block_layers_per_block",
+            "must equal the UNet's mid-block layers (1)",
+        )?;
         if let Some(c) = a.conv_in_channels {
             self.in_channels = c;
         }
@@ -491,9 +491,8 @@ impl UNetConfig {
             config.transformer_layers_per_mid_block = mid;
         }
         config.mid_block_layers = c.mid_block_layers;
-        let temporal_layers = c
-            .temporal_transformer_layers_per_block
-            .expand("temporal_transformer_layers_per_block", n)?;
+        let temporal_layers =
+            c.temporal_transformer_layers_per_block.expand("temporal_transformer_layers_per_block", n)?;
         let reverse_temporal_layers = match &c.reverse_temporal_transformer_layers_per_block {
             Some(r) => r.expand("reverse_temporal_transformer_layers_per_block", n)?,
             None => reversed(&temporal_layers),
@@ -565,11 +564,19 @@ impl UNetConfig {
                 format!("{} does not divide block {i}'s {c} channels", self.norm_num_groups),
             )?;
             let heads = self.num_attention_heads[i];
-            require(heads > 0 && c % heads == 0, "num_attention_heads", format!("{heads} heads do not divide block {i}'s {c} channels"))?;
+            require(
+                heads > 0 && c % heads == 0,
+                "num_attention_heads",
+                format!("{heads} heads do not divide block {i}'s {c} channels"),
+            )?;
         }
         let up_heads = reversed(&self.num_attention_heads);
         for (i, &c) in self.block_out_channels.iter().rev().enumerate() {
-            require(c % up_heads[i] == 0, "num_attention_heads", format!("{} heads do not divide up block {i}'s {c} channels", up_heads[i]))?;
+            require(
+                c % up_heads[i] == 0,
+                "num_attention_heads",
+                format!("{} heads do not divide up block {i}'s {c} channels", up_heads[i]),
+            )?;
         }
         if let Some(m) = &self.motion {
             let lists: [(&str, usize); 4] = [
@@ -584,12 +591,20 @@ impl UNetConfig {
             require(m.max_seq_length > 0, "motion_max_seq_length", "must be positive")?;
             for (i, &c) in self.block_out_channels.iter().enumerate() {
                 let h = m.num_attention_heads[i];
-                require(h > 0 && c % h == 0, "motion_num_attention_heads", format!("{h} heads do not divide block {i}'s {c} channels"))?;
+                require(
+                    h > 0 && c % h == 0,
+                    "motion_num_attention_heads",
+                    format!("{h} heads do not divide block {i}'s {c} channels"),
+                )?;
                 require(c % 2 == 0, "block_out_channels", "motion modules need an even channel count")?;
             }
             for (i, &c) in self.block_out_channels.iter().rev().enumerate() {
                 let h = m.reverse_num_attention_heads[i];
-                require(h > 0 && c % h == 0, "reverse_motion_num_attention_heads", format!("{h} heads do not divide up block {i}'s {c} channels"))?;
+                require(
+                    h > 0 && c % h == 0,
+                    "reverse_motion_num_attention_heads",
+                    format!("{h} heads do not divide up block {i}'s {c} channels"),
+                )?;
             }
         }
         Ok(())

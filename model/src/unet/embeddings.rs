@@ -19,11 +19,8 @@ pub fn timestep_embedding(timesteps: Tensor<1>, dim: usize, flip_sin_to_cos: boo
     let freqs = Tensor::<1>::from_data(TensorData::new(freqs, [half]), &device);
     let n = timesteps.dims()[0];
     let args = timesteps.reshape([n, 1]) * freqs.reshape([1, half]);
-    let (first, second) = if flip_sin_to_cos {
-        (args.clone().cos(), args.sin())
-    } else {
-        (args.clone().sin(), args.cos())
-    };
+    let (first, second) =
+        if flip_sin_to_cos { (args.clone().cos(), args.sin()) } else { (args.clone().sin(), args.cos()) };
     let mut parts = vec![first, second];
     if dim % 2 == 1 {
         parts.push(Tensor::zeros([n, 1], &device));

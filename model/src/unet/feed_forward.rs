@@ -18,10 +18,7 @@ impl FeedForward {
     /// diffusers' default: `inner = 4 * dim`.
     pub fn new(dim: usize, device: &Device) -> Self {
         let inner = 4 * dim;
-        Self {
-            geglu: LinearConfig::new(dim, 2 * inner).init(device),
-            out: LinearConfig::new(inner, dim).init(device),
-        }
+        Self { geglu: LinearConfig::new(dim, 2 * inner).init(device), out: LinearConfig::new(inner, dim).init(device) }
     }
 
     /// `(N, S, dim)` -> `(N, S, dim)`.

@@ -85,7 +85,14 @@ mod tests {
     #[test]
     fn norm_statistics_span_the_clip_unless_per_frame() {
         let device = Device::flex();
-        let spec = |norm_per_frame| MotionModuleSpec { channels: 8, heads: 2, layers: 1, groups: 2, max_positions: 8, norm_per_frame };
+        let spec = |norm_per_frame| MotionModuleSpec {
+            channels: 8,
+            heads: 2,
+            layers: 1,
+            groups: 2,
+            max_positions: 8,
+            norm_per_frame,
+        };
         let x = Tensor::<4>::random([4, 8, 3, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let per_frame = AnimateDiffTransformer3D::new(spec(true), &device);
         // GroupNorm per frame is blind to one frame's scale: the module's update is unchanged.

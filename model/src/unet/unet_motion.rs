@@ -58,7 +58,13 @@ impl UNetMotionModel {
         let temb = ch[0] * 4;
         let resnet = |in_channels, out_channels| {
             ResnetBlock2D::new(
-                ResnetSpec { in_channels, out_channels, temb_channels: Some(temb), groups: c.norm_num_groups, eps: c.norm_eps },
+                ResnetSpec {
+                    in_channels,
+                    out_channels,
+                    temb_channels: Some(temb),
+                    groups: c.norm_num_groups,
+                    eps: c.norm_eps,
+                },
                 device,
             )
         };
@@ -95,11 +101,16 @@ impl UNetMotionModel {
         for i in 0..n {
             let (in_ch, out_ch) = (if i == 0 { ch[0] } else { ch[i - 1] }, ch[i]);
             let layers = c.layers_per_block[i];
-            let mut block = DownBlock { resnets: vec![], attentions: vec![], motion_modules: vec![], downsamplers: vec![] };
+            let mut block =
+                DownBlock { resnets: vec![], attentions: vec![], motion_modules: vec![], downsamplers: vec![] };
             for j in 0..layers {
                 block.resnets.push(resnet(if j == 0 { in_ch } else { out_ch }, out_ch));
                 if c.down_cross_attention[i] {
-                    block.attentions.push(attention(out_ch, c.num_attention_heads[i], c.transformer_layers_per_block[i]));
+                    block.attentions.push(attention(
+                        out_ch,
+                        c.num_attention_heads[i],
+                        c.transformer_layers_per_block[i],
+                    ));
                 }
                 let motion = c.motion.as_ref().map(|m| (m.num_attention_heads[i], m.transformer_layers_per_block[i]));
                 if let Some(m) = motion.and_then(|(h, l)| motion_module(out_ch, h, l)) {
@@ -113,9 +124,14 @@ impl UNetMotionModel {
         }
 
         let mid_ch = ch[n - 1];
-        let mut mid_block = MidBlock { resnets: vec![resnet(mid_ch, mid_ch)], attentions: vec![], motion_modules: vec![] };
+        let mut mid_block =
+            MidBlock { resnets: vec![resnet(mid_ch, mid_ch)], attentions: vec![], motion_modules: vec![] };
         for _ in 0..c.mid_block_layers {
-            mid_block.attentions.push(attention(mid_ch, c.num_attention_heads[n - 1], c.transformer_layers_per_mid_block));
+            mid_block.attentions.push(attention(
+                mid_ch,
+                c.num_attention_heads[n - 1],
+                c.transformer_layers_per_mid_block,
+            ));
             if let Some(m) = c.motion.as_ref().filter(|m| m.mid_block) {
                 let heads = m.num_attention_heads[n - 1];
                 mid_block.motion_modules.extend(motion_module(mid_ch, heads, m.transformer_layers_per_mid_block));
@@ -140,7 +156,10 @@ impl UNetMotionModel {
                 if c.up_cross_attention[i] {
                     block.attentions.push(attention(out_ch, rev_heads[i], c.reverse_transformer_layers_per_block[i]));
                 }
-                let motion = c.motion.as_ref().map(|m| (m.reverse_num_attention_heads[i], m.reverse_transformer_layers_per_block[i]));
+                let motion = c
+                    .motion
+                    .as_ref()
+                    .map(|m| (m.reverse_num_attention_heads[i], m.reverse_transformer_layers_per_block[i]));
                 if let Some(m) = motion.and_then(|(h, l)| motion_module(out_ch, h, l)) {
                     block.motion_modules.push(m);
                 }

@@ -96,6 +96,15 @@ fn half_precision_and_sharded_files_load_into_f32() {
 }
 
 #[test]
+fn a_requested_dtype_is_honoured() {
+    let options = LoadOptions { dtype: burn::tensor::DType::F16, ..LoadOptions::default() };
+    let unet = load_unet_2d(&fixture("tiny_unet/unet"), &options, &device()).expect("2D unet in f16");
+    assert_eq!(unet.model.conv_in.weight.val().dtype(), burn::tensor::DType::F16);
+    let q = &unet.model.down_blocks[0].attentions[0].transformer_blocks[0].attn1.to_q.weight;
+    assert_eq!(q.val().dtype(), burn::tensor::DType::F16);
+}
+
+#[test]
 fn unet_2d_matches_diffusers() {
     let unet = load_unet_2d(&fixture("tiny_unet/unet"), &LoadOptions::default(), &device()).expect("2D unet");
     assert!(!unet.model.has_motion_modules());

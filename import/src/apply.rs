@@ -62,10 +62,12 @@ pub fn apply_tensors<M: Module>(module: &mut M, tensors: TensorSet, dtype: DType
     let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype));
     let result = module.apply(to_apply, None, Some(Box::new(adapter)), true);
     if let Some(error) = result.errors.first() {
-        return Err(ImportError::Apply { key: String::new(), message: error.to_string() });
+        return Err(ImportError::Apply { message: error.to_string() });
     }
     if let Some((path, _)) = result.missing.first() {
-        return Err(ImportError::Apply { key: avdm_to_diffusers(path), message: "not applied to the module".into() });
+        return Err(ImportError::Apply {
+            message: format!("`{}` was not applied to the module", avdm_to_diffusers(path)),
+        });
     }
     Ok(Applied { applied: result.applied.len(), unused, files })
 }

@@ -44,8 +44,8 @@ pub enum ImportError {
     MissingKeys { keys: Vec<String>, sources: String },
     #[error("positions table `{key}` in {}: {message}", file.display())]
     Positions { key: String, file: PathBuf, message: String },
-    #[error("loading `{key}` failed: {message}")]
-    Apply { key: String, message: String },
+    #[error("applying the weights failed: {message}")]
+    Apply { message: String },
 }
 
 /// The first few keys of a long list, and how many more there are.

@@ -88,6 +88,8 @@ pub struct UNet2DConditionConfig {
     pub freq_shift: f64,
     #[serde(default)]
     pub only_cross_attention: bool,
+    /// Softmax in f32 under half precision; our attention already accumulates in f32, so it
+    /// changes nothing in the network we build.
     #[serde(default)]
     pub upcast_attention: bool,
     #[serde(default = "default_resnet_time_scale_shift")]
@@ -112,6 +114,8 @@ pub struct MotionAdapterConfig {
     pub motion_transformer_layers_per_mid_block: usize,
     #[serde(default = "default_motion_heads")]
     pub motion_num_attention_heads: PerBlock,
+    /// Used by a standalone `MotionAdapter` only: inside `UNetMotionModel` (what we build)
+    /// diffusers gives the motion GroupNorms the UNet's `norm_num_groups`.
     #[serde(default = "default_norm_num_groups")]
     pub motion_norm_num_groups: usize,
     #[serde(default = "default_max_seq_length")]

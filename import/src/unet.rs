@@ -89,8 +89,8 @@ pub struct LoadedUNet {
     pub report: LoadReport,
 }
 
-/// Reads and parses a folder's `config.json`.
-fn read_config<T>(dir: &Path, parse: fn(&str) -> Result<T, ConfigError>) -> Result<T, ImportError> {
+/// Reads and parses a folder's `config.json` (any model kind).
+pub(crate) fn read_config<T>(dir: &Path, parse: fn(&str) -> Result<T, ConfigError>) -> Result<T, ImportError> {
     if !dir.is_dir() {
         return Err(ImportError::NotFound { what: "model folder", path: dir.into() });
     }
@@ -102,7 +102,8 @@ fn read_config<T>(dir: &Path, parse: fn(&str) -> Result<T, ConfigError>) -> Resu
     parse(&text).map_err(|source| ImportError::Config { path, source })
 }
 
-const WEIGHTS_STEM: &str = "diffusion_pytorch_model";
+/// File stem of diffusers model weights (`diffusion_pytorch_model[.variant].safetensors`).
+pub(crate) const WEIGHTS_STEM: &str = "diffusion_pytorch_model";
 
 /// The SD1.5-family 2D UNet of a diffusers `unet/` folder.
 pub fn load_unet_2d(unet_dir: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedUNet, ImportError> {

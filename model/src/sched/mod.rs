@@ -2,6 +2,8 @@
 
 pub mod ddim;
 pub mod schedule;
+pub mod student;
 
 pub use ddim::{DdimConfig, DdimScheduler, DdimStep, TimestepSpacing};
 pub use schedule::{BetaSchedule, NoiseSchedule};
+pub use student::{StudentConfig, StudentSampler, trailing_timesteps};

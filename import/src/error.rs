@@ -44,6 +44,10 @@ pub enum ImportError {
     MissingKeys { keys: Vec<String>, sources: String },
     #[error("positions table `{key}` in {}: {message}", file.display())]
     Positions { key: String, file: PathBuf, message: String },
+    #[error("pipeline {}: {message}", path.display())]
+    Pipeline { path: PathBuf, message: String },
+    #[error("output {}: {message}", path.display())]
+    Output { path: PathBuf, message: String },
     #[error("applying the weights failed: {message}")]
     Apply { message: String },
 }

@@ -5,6 +5,7 @@
 //! `motion_modules`, `to_q`, ...), so a checkpoint key is a path into these structs.
 
 pub mod error;
+pub mod noise;
 pub mod sched;
 pub mod unet;
 

@@ -1,0 +1,77 @@
+//! `--device auto|cpu|wgpu|vulkan|cuda[:N]`: the Burn device a command runs on.
+
+use anyhow::bail;
+use burn::prelude::Device;
+
+/// Resolves a `--device` value. `auto` takes the first GPU backend this binary was built with
+/// (`cuda`, then `wgpu`) and falls back to the CPU (flex).
+pub fn parse_device(name: &str) -> anyhow::Result<Device> {
+    let (kind, index) = match name.split_once(':') {
+        Some((kind, i)) => match i.parse::<usize>() {
+            Ok(i) => (kind, i),
+            Err(_) => bail!("--device {name}: `{i}` is not a device index"),
+        },
+        None => (name, 0),
+    };
+    match kind {
+        "cpu" | "flex" => Ok(Device::flex()),
+        "auto" => Ok(auto_device()),
+        "cuda" => cuda(index),
+        "wgpu" | "vulkan" => wgpu(kind, index),
+        other => bail!("--device {other}: unknown device (use auto, cpu, wgpu, vulkan or cuda[:N])"),
+    }
+}
+
+fn auto_device() -> Device {
+    #[cfg(feature = "cuda")]
+    return Device::cuda(0);
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    return Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    Device::flex()
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(index: usize) -> anyhow::Result<Device> {
+    Ok(Device::cuda(index))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(_index: usize) -> anyhow::Result<Device> {
+    bail!("--device cuda: this avdm was built without CUDA support (rebuild with `--features cuda`)")
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu(kind: &str, index: usize) -> anyhow::Result<Device> {
+    use burn::tensor::DeviceKind;
+    use burn::tensor::wgpu::WgpuBackend;
+    let device_kind = if index == 0 { DeviceKind::DefaultDevice } else { DeviceKind::DiscreteGpu(index) };
+    let api = if kind == "vulkan" { WgpuBackend::Vulkan } else { WgpuBackend::Auto };
+    Device::wgpu_options()
+        .device_kind(device_kind)
+        .graphics_api(api)
+        .init()
+        .map_err(|e| anyhow::anyhow!("--device {kind}: cannot start wgpu: {e}"))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu(kind: &str, _index: usize) -> anyhow::Result<Device> {
+    bail!("--device {kind}: this avdm was built without wgpu support (rebuild with `--features wgpu`)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_or_explain() {
+        assert!(parse_device("cpu").is_ok());
+        assert!(parse_device("auto").is_ok());
+        let err = parse_device("tpu").unwrap_err().to_string();
+        assert!(err.contains("unknown device"), "{err}");
+        let err = parse_device("cuda:x").unwrap_err().to_string();
+        assert!(err.contains("not a device index"), "{err}");
+        #[cfg(not(feature = "cuda"))]
+        assert!(parse_device("cuda:1").unwrap_err().to_string().contains("without CUDA"));
+    }
+}

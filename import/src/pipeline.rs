@@ -1,0 +1,166 @@
+//! A diffusers pipeline folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`,
+//! `tokenizer/`, `scheduler/`) plus motion modules, loaded into a [`VideoPipeline`].
+//!
+//! The folder is what `StableDiffusionPipeline.save_pretrained` writes (e.g. Realistic Vision),
+//! with the motion modules given separately (a MotionAdapter folder or an original `.ckpt`), or
+//! what `AnimateDiffPipeline.save_pretrained` writes (`unet/` is then a UNetMotionModel and a
+//! `motion_adapter/` folder may sit beside it).
+
+use std::path::Path;
+
+use avdm_model::UNetConfig;
+use avdm_model::clip::ClipTextConfig;
+use avdm_model::pipeline::VideoPipeline;
+use avdm_model::sched::DdimConfig;
+use avdm_model::vae::VaeConfig;
+use burn::prelude::*;
+
+use crate::clip::load_clip_text;
+use crate::error::ImportError;
+use crate::tokenizer::ClipTokenizer;
+use crate::unet::{AdapterSource, LoadOptions, LoadReport, load_unet_motion, load_unet_motion_folder};
+use crate::vae::load_vae;
+
+/// The component classes each folder may hold.
+const COMPONENTS: [(&str, &[&str]); 5] = [
+    ("unet", &["UNet2DConditionModel", "UNetMotionModel"]),
+    ("vae", &["AutoencoderKL"]),
+    ("text_encoder", &["CLIPTextModel"]),
+    ("tokenizer", &["CLIPTokenizer", "CLIPTokenizerFast"]),
+    ("scheduler", &[]),
+];
+
+/// A loaded pipeline and everything read to build it.
+#[derive(Debug)]
+pub struct LoadedPipeline {
+    pub pipeline: VideoPipeline,
+    pub tokenizer: ClipTokenizer,
+    /// The folder's `scheduler/scheduler_config.json` (whatever its class: its schedule fields).
+    pub scheduler: DdimConfig,
+    pub unet_config: UNetConfig,
+    pub vae_config: VaeConfig,
+    pub text_config: ClipTextConfig,
+    /// The UNet's `sample_size` in latent pixels (64 for SD1.5), if its config gives one.
+    pub sample_size: Option<usize>,
+    /// One report per loaded network: `("unet", ...)`, `("vae", ...)`, `("text_encoder", ...)`.
+    pub reports: Vec<(&'static str, LoadReport)>,
+}
+
+fn pipeline_error(path: &Path, message: impl Into<String>) -> ImportError {
+    ImportError::Pipeline { path: path.into(), message: message.into() }
+}
+
+/// Reads `model_index.json` and checks that every component avdm needs is there with a class
+/// it can load. Returns the index.
+fn read_model_index(folder: &Path) -> Result<serde_json::Value, ImportError> {
+    if !folder.is_dir() {
+        return Err(ImportError::NotFound { what: "pipeline folder", path: folder.into() });
+    }
+    let path = folder.join("model_index.json");
+    if !path.is_file() {
+        return Err(pipeline_error(folder, "no model_index.json: not a diffusers pipeline folder"));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| ImportError::Io { path: path.clone(), source })?;
+    let index: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| pipeline_error(&path, format!("not valid JSON: {e}")))?;
+    for (name, classes) in COMPONENTS {
+        let class = index.get(name).and_then(|v| v.get(1)).and_then(|c| c.as_str());
+        let Some(class) = class else {
+            return Err(pipeline_error(&path, format!("has no `{name}` component")));
+        };
+        if !classes.is_empty() && !classes.contains(&class) {
+            return Err(pipeline_error(
+                &path,
+                format!("`{name}` is a {class}; avdm loads {}", classes.join(" or ")),
+            ));
+        }
+        if !folder.join(name).is_dir() {
+            return Err(ImportError::NotFound { what: "pipeline component folder", path: folder.join(name) });
+        }
+    }
+    Ok(index)
+}
+
+/// The scheduler config of a pipeline folder.
+fn read_scheduler(folder: &Path) -> Result<DdimConfig, ImportError> {
+    let path = folder.join("scheduler").join("scheduler_config.json");
+    if !path.is_file() {
+        return Err(ImportError::NotFound { what: "scheduler config", path });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| ImportError::Io { path: path.clone(), source })?;
+    DdimConfig::from_json(&text).map_err(|source| ImportError::Config { path, source })
+}
+
+/// What `unet/config.json` says beyond the network: whether it is a UNetMotionModel (an
+/// AnimateDiffPipeline folder), and its `sample_size` (latent pixels).
+fn read_unet_header(unet_dir: &Path) -> Result<(bool, Option<usize>), ImportError> {
+    let path = unet_dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| ImportError::Io { path: path.clone(), source })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| pipeline_error(&path, format!("not valid JSON: {e}")))?;
+    let is_motion = json.get("_class_name").and_then(|c| c.as_str()) == Some("UNetMotionModel");
+    let sample_size = json.get("sample_size").and_then(|s| s.as_u64()).map(|s| s as usize);
+    Ok((is_motion, sample_size))
+}
+
+/// Loads a pipeline folder with its motion modules from `adapter`, or from the folder itself
+/// when its UNet already has them (or it holds a `motion_adapter/` component).
+pub fn load_pipeline(
+    folder: &Path,
+    adapter: Option<&AdapterSource>,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<LoadedPipeline, ImportError> {
+    let index = read_model_index(folder)?;
+    let scheduler = read_scheduler(folder)?;
+    let tokenizer = ClipTokenizer::from_folder(&folder.join("tokenizer"))?;
+    let unet_dir = folder.join("unet");
+    let (unet_is_motion, sample_size) = read_unet_header(&unet_dir)?;
+    let unet = match adapter {
+        Some(adapter) => load_unet_motion(&unet_dir, adapter, options, device)?,
+        None if unet_is_motion => load_unet_motion_folder(&unet_dir, options, device)?,
+        None if index.get("motion_adapter").and_then(|v| v.get(1)).is_some_and(|c| !c.is_null()) => {
+            let own = AdapterSource::Folder(folder.join("motion_adapter"));
+            load_unet_motion(&unet_dir, &own, options, device)?
+        }
+        None => {
+            return Err(pipeline_error(
+                folder,
+                "unet/ is a 2D UNet2DConditionModel and no motion adapter was given (a MotionAdapter folder or an original .ckpt)",
+            ));
+        }
+    };
+    let vae = load_vae(&folder.join("vae"), options, device)?;
+    let text = load_clip_text(&folder.join("text_encoder"), options, device)?;
+    let (text_width, cross) = (text.config.hidden_size, unet.config.cross_attention_dim);
+    if text_width != cross {
+        return Err(pipeline_error(
+            folder,
+            format!("the text encoder's width {text_width} differs from the UNet's cross_attention_dim {cross}"),
+        ));
+    }
+    let (latents, unet_in) = (vae.config.latent_channels, unet.config.in_channels);
+    if latents != unet_in {
+        return Err(pipeline_error(
+            folder,
+            format!("the VAE has {latents} latent channels, the UNet takes {unet_in}"),
+        ));
+    }
+    Ok(LoadedPipeline {
+        pipeline: VideoPipeline {
+            text_encoder: text.model,
+            unet: unet.model,
+            vae: vae.model,
+            clip_skip: 0,
+            decode_chunk: 16,
+        },
+        tokenizer,
+        scheduler,
+        unet_config: unet.config,
+        vae_config: vae.config,
+        text_config: text.config,
+        sample_size,
+        reports: vec![("unet", unet.report), ("vae", vae.report), ("text_encoder", text.report)],
+    })
+}
+

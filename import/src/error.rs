@@ -44,6 +44,10 @@ pub enum ImportError {
     MissingKeys { keys: Vec<String>, sources: String },
     #[error("positions table `{key}` in {}: {message}", file.display())]
     Positions { key: String, file: PathBuf, message: String },
+    #[error("tokenizer file {}: {message}", path.display())]
+    Tokenizer { path: PathBuf, message: String },
+    #[error("cannot tokenize {text:?}: {message}")]
+    Encode { text: String, message: String },
     #[error("applying the weights failed: {message}")]
     Apply { message: String },
 }

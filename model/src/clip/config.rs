@@ -95,7 +95,7 @@ impl ClipTextConfig {
                 return Err(ConfigError::invalid(field, "must be positive"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(ConfigError::invalid(
                 "num_attention_heads",
                 format!("{} heads do not divide hidden_size {}", self.num_attention_heads, self.hidden_size),

@@ -56,7 +56,9 @@ impl ClipTextTransformer {
         let c = config;
         Self {
             embeddings: ClipTextEmbeddings::new(c.vocab_size, c.max_position_embeddings, c.hidden_size, device),
-            encoder: ClipEncoder { layers: (0..c.num_hidden_layers).map(|_| ClipEncoderLayer::new(c, device)).collect() },
+            encoder: ClipEncoder {
+                layers: (0..c.num_hidden_layers).map(|_| ClipEncoderLayer::new(c, device)).collect(),
+            },
             final_layer_norm: LayerNormConfig::new(c.hidden_size).with_epsilon(c.layer_norm_eps).init(device),
             vocab_size: c.vocab_size,
             max_positions: c.max_position_embeddings,
@@ -125,7 +127,12 @@ impl ClipTextTransformer {
         }
         let host: Vec<i64> = ids.to_data().iter::<i64>().collect();
         if let Some(i) = host.iter().position(|&id| id < 0 || id as u64 >= self.vocab_size as u64) {
-            return Err(ClipInputError::TokenOutOfRange { id: host[i], row: i / len, col: i % len, vocab: self.vocab_size });
+            return Err(ClipInputError::TokenOutOfRange {
+                id: host[i],
+                row: i / len,
+                col: i % len,
+                vocab: self.vocab_size,
+            });
         }
         Ok(host)
     }

@@ -48,6 +48,10 @@ pub enum ImportError {
     Pipeline { path: PathBuf, message: String },
     #[error("output {}: {message}", path.display())]
     Output { path: PathBuf, message: String },
+    #[error("tokenizer file {}: {message}", path.display())]
+    Tokenizer { path: PathBuf, message: String },
+    #[error("cannot tokenize {text:?}: {message}")]
+    Encode { text: String, message: String },
     #[error("applying the weights failed: {message}")]
     Apply { message: String },
 }

@@ -16,16 +16,20 @@
 //! ```
 
 pub mod apply;
+pub mod clip;
 pub mod error;
 pub mod keys;
 pub mod tensors;
+pub mod tokenizer;
 pub mod unet;
 pub mod video_writer;
 
 pub use apply::{Applied, apply_tensors};
+pub use clip::{LoadedClipText, load_clip_text};
 pub use error::ImportError;
 pub use tensors::TensorSet;
 pub use video_writer::{Video, VideoFormat, write_video};
+pub use tokenizer::ClipTokenizer;
 pub use unet::{
     AdapterSource, LoadOptions, LoadReport, LoadedUNet, load_unet_2d, load_unet_motion, load_unet_motion_folder,
 };

@@ -4,10 +4,12 @@
 //! `avdm-import`. Module fields carry diffusers' state-dict names (`down_blocks`, `resnets`,
 //! `motion_modules`, `to_q`, ...), so a checkpoint key is a path into these structs.
 
+pub mod clip;
 pub mod error;
 pub mod noise;
 pub mod sched;
 pub mod unet;
 
+pub use clip::{ClipTextConfig, ClipTextTransformer};
 pub use error::ConfigError;
 pub use unet::{UNetConfig, UNetMotionModel};

@@ -44,6 +44,8 @@ pub enum ImportError {
     MissingKeys { keys: Vec<String>, sources: String },
     #[error("positions table `{key}` in {}: {message}", file.display())]
     Positions { key: String, file: PathBuf, message: String },
+    #[error("cannot export to {}: {message}", path.display())]
+    Export { path: PathBuf, message: String },
     #[error("applying the weights failed: {message}")]
     Apply { message: String },
 }

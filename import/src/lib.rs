@@ -17,12 +17,14 @@
 
 pub mod apply;
 pub mod error;
+pub mod export;
 pub mod keys;
 pub mod tensors;
 pub mod unet;
 
 pub use apply::{Applied, apply_tensors};
 pub use error::ImportError;
+pub use export::{ExportDtype, ExportReport, export_motion_adapter, export_unet_motion};
 pub use tensors::TensorSet;
 pub use unet::{
     AdapterSource, LoadOptions, LoadReport, LoadedUNet, load_unet_2d, load_unet_motion, load_unet_motion_folder,

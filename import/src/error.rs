@@ -52,6 +52,8 @@ pub enum ImportError {
     Tokenizer { path: PathBuf, message: String },
     #[error("cannot tokenize {text:?}: {message}")]
     Encode { text: String, message: String },
+    #[error("cannot export to {}: {message}", path.display())]
+    Export { path: PathBuf, message: String },
     #[error("applying the weights failed: {message}")]
     Apply { message: String },
 }

@@ -18,6 +18,7 @@
 pub mod apply;
 pub mod clip;
 pub mod error;
+pub mod export;
 pub mod keys;
 pub mod tensors;
 pub mod tokenizer;
@@ -27,6 +28,7 @@ pub mod video_writer;
 pub use apply::{Applied, apply_tensors};
 pub use clip::{LoadedClipText, load_clip_text};
 pub use error::ImportError;
+pub use export::{ExportDtype, ExportReport, export_motion_adapter, export_unet_motion};
 pub use tensors::TensorSet;
 pub use video_writer::{Video, VideoFormat, write_video};
 pub use tokenizer::ClipTokenizer;

@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 
-use crate::clip::{ClipTextTransformer, TextInputError};
+use crate::clip::{ClipInputError, ClipTextTransformer};
 use crate::noise::NoiseSource;
 use crate::sched::{DdimScheduler, StudentSampler};
 use crate::unet::{InputError, UNetMotionModel};
@@ -13,7 +13,7 @@ use crate::vae::AutoencoderKL;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("text encoder: {0}")]
-    Text(#[from] TextInputError),
+    Text(#[from] ClipInputError),
     #[error("UNet: {0}")]
     UNet(#[from] InputError),
     #[error("the negative prompt has batch {negative}, the prompt {prompt}")]

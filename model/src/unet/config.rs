@@ -292,6 +292,25 @@ fn require(ok: bool, field: &str, message: impl Into<String>) -> Result<(), Conf
     if ok { Ok(()) } else { Err(ConfigError::invalid(field, message)) }
 }
 
+/// The shortest diffusers spelling of a per-block list: one number when all blocks agree.
+fn compact(v: &[usize]) -> PerBlock {
+    match v {
+        [first, rest @ ..] if rest.iter().all(|x| x == first) => PerBlock::Same(*first),
+        _ => PerBlock::Each(v.to_vec()),
+    }
+}
+
+/// An up-order list as diffusers' optional `reverse_*` field: `None` when it is the down-order
+/// list reversed (what diffusers assumes when the field is absent).
+fn unless_reversed(up: &[usize], down: &[usize]) -> Option<PerBlock> {
+    (up != reversed(down).as_slice()).then(|| PerBlock::Each(up.to_vec()))
+}
+
+/// Block type names of a format from per-block cross-attention flags.
+fn block_names(cross_attention: &[bool], [cross, plain]: [&str; 2]) -> Vec<String> {
+    cross_attention.iter().map(|&c| if c { cross } else { plain }.to_string()).collect()
+}
+
 impl UNet2DConditionConfig {
     /// Parses diffusers' `unet/config.json` text.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
@@ -520,6 +539,100 @@ impl UNetConfig {
         Ok(config)
     }
 
+    /// The motion modules, checked to be expressible in diffusers' formats (which always
+    /// normalise the motion GroupNorm over the whole clip).
+    fn diffusers_motion(&self) -> Result<&MotionConfig, ConfigError> {
+        self.validate()?;
+        let m = self.motion.as_ref().ok_or_else(|| ConfigError::invalid("motion", "the UNet has no motion modules"))?;
+        require(
+            !m.norm_per_frame,
+            "norm_per_frame",
+            "diffusers' motion modules normalise over all frames; per-frame statistics cannot be exported",
+        )?;
+        Ok(m)
+    }
+
+    /// The diffusers `MotionAdapter` config of the motion modules: the inverse of
+    /// [`UNetConfig::with_motion_adapter`]. The adapter holds no `conv_in`
+    /// (`conv_in_channels: null`): input channels stay a property of the UNet.
+    pub fn to_motion_adapter_config(&self) -> Result<MotionAdapterConfig, ConfigError> {
+        let m = self.diffusers_motion()?;
+        require(
+            m.reverse_num_attention_heads == reversed(&m.num_attention_heads),
+            "reverse_motion_num_attention_heads",
+            "a MotionAdapter's up blocks mirror the down blocks' heads; export the full UNetMotionModel instead",
+        )?;
+        require(
+            m.reverse_transformer_layers_per_block == reversed(&m.transformer_layers_per_block),
+            "reverse_temporal_transformer_layers_per_block",
+            "a MotionAdapter's up blocks mirror the down blocks' depths; export the full UNetMotionModel instead",
+        )?;
+        Ok(MotionAdapterConfig {
+            block_out_channels: self.block_out_channels.clone(),
+            motion_layers_per_block: compact(&self.layers_per_block),
+            motion_transformer_layers_per_block: compact(&m.transformer_layers_per_block),
+            motion_mid_block_layers_per_block: self.mid_block_layers,
+            motion_transformer_layers_per_mid_block: m.transformer_layers_per_mid_block,
+            motion_num_attention_heads: compact(&m.num_attention_heads),
+            // Inside UNetMotionModel the motion GroupNorms use the UNet's groups.
+            motion_norm_num_groups: self.norm_num_groups,
+            motion_max_seq_length: m.max_seq_length,
+            use_motion_mid_block: m.mid_block,
+            conv_in_channels: None,
+        })
+    }
+
+    /// The diffusers `UNetMotionModel` config of this network: the inverse of
+    /// [`UNetConfig::from_unet_motion`]. Lists are written as one number when all blocks
+    /// agree, and `reverse_*` / `transformer_layers_per_mid_block` only when they differ from
+    /// what diffusers derives without them.
+    pub fn to_unet_motion_config(&self) -> Result<UNetMotionConfig, ConfigError> {
+        let m = self.diffusers_motion()?;
+        require(self.flip_sin_to_cos, "flip_sin_to_cos", "UNetMotionModel's time projection always flips (true)")?;
+        require(self.freq_shift == 0.0, "freq_shift", "UNetMotionModel's time projection has no frequency shift (0)")?;
+        let layers = &self.transformer_layers_per_block;
+        let default_mid = *layers.last().unwrap_or(&1);
+        Ok(UNetMotionConfig {
+            common: UNetCommonConfig {
+                in_channels: self.in_channels,
+                out_channels: self.out_channels,
+                down_block_types: block_names(
+                    &self.down_cross_attention,
+                    ["CrossAttnDownBlockMotion", "DownBlockMotion"],
+                ),
+                up_block_types: block_names(&self.up_cross_attention, ["CrossAttnUpBlockMotion", "UpBlockMotion"]),
+                block_out_channels: self.block_out_channels.clone(),
+                layers_per_block: compact(&self.layers_per_block),
+                downsample_padding: self.downsample_padding,
+                mid_block_scale_factor: 1.0,
+                act_fn: default_act_fn(),
+                norm_num_groups: self.norm_num_groups,
+                norm_eps: self.norm_eps,
+                cross_attention_dim: self.cross_attention_dim,
+                transformer_layers_per_block: compact(layers),
+                use_linear_projection: self.use_linear_projection,
+                addition_embed_type: None,
+                encoder_hid_dim_type: None,
+                time_cond_proj_dim: None,
+            },
+            reverse_transformer_layers_per_block: unless_reversed(&self.reverse_transformer_layers_per_block, layers),
+            temporal_transformer_layers_per_block: compact(&m.transformer_layers_per_block),
+            reverse_temporal_transformer_layers_per_block: unless_reversed(
+                &m.reverse_transformer_layers_per_block,
+                &m.transformer_layers_per_block,
+            ),
+            transformer_layers_per_mid_block: (self.transformer_layers_per_mid_block != default_mid)
+                .then_some(self.transformer_layers_per_mid_block),
+            temporal_transformer_layers_per_mid_block: Some(m.transformer_layers_per_mid_block),
+            num_attention_heads: compact(&self.num_attention_heads),
+            motion_max_seq_length: m.max_seq_length,
+            motion_num_attention_heads: compact(&m.num_attention_heads),
+            reverse_motion_num_attention_heads: unless_reversed(&m.reverse_num_attention_heads, &m.num_attention_heads),
+            use_motion_mid_block: m.mid_block,
+            mid_block_layers: self.mid_block_layers,
+        })
+    }
+
     /// The SD1.5 image UNet (the 2D teacher).
     pub fn sd15() -> Self {
         Self::from_unet_2d(&UNet2DConditionConfig::sd15()).expect("the SD1.5 config is valid")
@@ -612,5 +725,78 @@ impl UNetConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both diffusers configs of `c` convert back to `c`.
+    fn assert_round_trips(c: &UNetConfig) {
+        let full = c.to_unet_motion_config().expect("UNetMotionModel config");
+        assert_eq!(&UNetConfig::from_unet_motion(&full).expect("valid"), c);
+        let adapter = c.to_motion_adapter_config().expect("MotionAdapter config");
+        assert_eq!(&c.without_motion().with_motion_adapter(&adapter).expect("fits"), c);
+    }
+
+    #[test]
+    fn sd15_motion_configs_round_trip() {
+        for c in [UNetConfig::sd15_motion_v1_5_2(), UNetConfig::sd15_motion_v1_5()] {
+            assert_round_trips(&c);
+        }
+        let adapter = UNetConfig::sd15_motion_v1_5_2().to_motion_adapter_config().unwrap();
+        assert_eq!(adapter, MotionAdapterConfig::v1_5_2());
+        assert_eq!(UNetConfig::sd15_motion_v1_5().to_motion_adapter_config().unwrap(), MotionAdapterConfig::v1_5());
+        let full = UNetConfig::sd15_motion_v1_5_2().to_unet_motion_config().unwrap();
+        assert_eq!(full.common.layers_per_block, PerBlock::Same(2));
+        assert_eq!(full.num_attention_heads, PerBlock::Same(8));
+        assert_eq!(full.reverse_motion_num_attention_heads, None);
+        assert_eq!(full.transformer_layers_per_mid_block, None);
+    }
+
+    #[test]
+    fn uneven_lists_are_written_in_full() {
+        let mut c = UNetConfig::sd15_motion_v1_5_2();
+        c.layers_per_block = vec![1, 2, 2, 3];
+        c.num_attention_heads = vec![5, 8, 8, 8];
+        c.transformer_layers_per_mid_block = 2;
+        c.reverse_transformer_layers_per_block = vec![1, 2, 1, 1];
+        let m = c.motion.as_mut().unwrap();
+        m.num_attention_heads = vec![4, 8, 8, 8];
+        m.reverse_num_attention_heads = vec![8, 8, 8, 4];
+        m.transformer_layers_per_block = vec![1, 1, 2, 2];
+        m.reverse_transformer_layers_per_block = vec![2, 2, 1, 1];
+        m.transformer_layers_per_mid_block = 3;
+        assert_round_trips(&c);
+        let full = c.to_unet_motion_config().unwrap();
+        assert_eq!(full.common.layers_per_block, PerBlock::Each(vec![1, 2, 2, 3]));
+        assert_eq!(full.reverse_transformer_layers_per_block, Some(PerBlock::Each(vec![1, 2, 1, 1])));
+        assert_eq!(full.transformer_layers_per_mid_block, Some(2));
+        assert_eq!(full.temporal_transformer_layers_per_mid_block, Some(3));
+
+        // Up blocks that do not mirror the down blocks exist only in the full format.
+        c.motion.as_mut().unwrap().reverse_num_attention_heads = vec![8, 8, 4, 8];
+        assert_eq!(
+            UNetConfig::from_unet_motion(&c.to_unet_motion_config().unwrap()).unwrap(),
+            c,
+            "the full format keeps reverse heads"
+        );
+        let err = c.to_motion_adapter_config().unwrap_err().to_string();
+        assert!(err.contains("reverse_motion_num_attention_heads"), "{err}");
+    }
+
+    #[test]
+    fn what_diffusers_cannot_hold_is_refused() {
+        let err = UNetConfig::sd15().to_motion_adapter_config().unwrap_err().to_string();
+        assert_eq!(err, "config field `motion`: the UNet has no motion modules");
+        assert!(UNetConfig::sd15().to_unet_motion_config().is_err());
+        let mut c = UNetConfig::sd15_motion_v1_5_2();
+        c.motion.as_mut().unwrap().norm_per_frame = true;
+        assert!(c.to_motion_adapter_config().unwrap_err().to_string().contains("norm_per_frame"));
+        let mut c = UNetConfig::sd15_motion_v1_5_2();
+        c.freq_shift = 1.0;
+        assert!(c.to_unet_motion_config().unwrap_err().to_string().contains("freq_shift"));
+        assert!(c.to_motion_adapter_config().is_ok(), "the adapter does not carry the time projection");
     }
 }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod keys;
 pub mod tensors;
 pub mod unet;
+pub mod vae;
 
 pub use apply::{Applied, apply_tensors};
 pub use error::ImportError;
@@ -27,3 +28,4 @@ pub use tensors::TensorSet;
 pub use unet::{
     AdapterSource, LoadOptions, LoadReport, LoadedUNet, load_unet_2d, load_unet_motion, load_unet_motion_folder,
 };
+pub use vae::{LoadedVae, load_vae, load_vae_weights};

@@ -7,6 +7,8 @@
 pub mod error;
 pub mod sched;
 pub mod unet;
+pub mod vae;
 
 pub use error::ConfigError;
 pub use unet::{UNetConfig, UNetMotionModel};
+pub use vae::{AutoencoderKL, VaeConfig};

@@ -20,18 +20,22 @@ pub mod clip;
 pub mod error;
 pub mod export;
 pub mod keys;
+pub mod pipeline;
 pub mod tensors;
 pub mod tokenizer;
 pub mod unet;
+pub mod vae;
 pub mod video_writer;
 
 pub use apply::{Applied, apply_tensors};
 pub use clip::{LoadedClipText, load_clip_text};
 pub use error::ImportError;
 pub use export::{ExportDtype, ExportReport, export_motion_adapter, export_unet_motion};
+pub use pipeline::{LoadedPipeline, load_pipeline};
 pub use tensors::TensorSet;
-pub use video_writer::{Video, VideoFormat, write_video};
 pub use tokenizer::ClipTokenizer;
 pub use unet::{
     AdapterSource, LoadOptions, LoadReport, LoadedUNet, load_unet_2d, load_unet_motion, load_unet_motion_folder,
 };
+pub use vae::{LoadedVae, load_vae, load_vae_weights};
+pub use video_writer::{Video, VideoFormat, write_video};

@@ -69,10 +69,7 @@ fn read_model_index(folder: &Path) -> Result<serde_json::Value, ImportError> {
             return Err(pipeline_error(&path, format!("has no `{name}` component")));
         };
         if !classes.is_empty() && !classes.contains(&class) {
-            return Err(pipeline_error(
-                &path,
-                format!("`{name}` is a {class}; avdm loads {}", classes.join(" or ")),
-            ));
+            return Err(pipeline_error(&path, format!("`{name}` is a {class}; avdm loads {}", classes.join(" or "))));
         }
         if !folder.join(name).is_dir() {
             return Err(ImportError::NotFound { what: "pipeline component folder", path: folder.join(name) });
@@ -141,10 +138,7 @@ pub fn load_pipeline(
     }
     let (latents, unet_in) = (vae.config.latent_channels, unet.config.in_channels);
     if latents != unet_in {
-        return Err(pipeline_error(
-            folder,
-            format!("the VAE has {latents} latent channels, the UNet takes {unet_in}"),
-        ));
+        return Err(pipeline_error(folder, format!("the VAE has {latents} latent channels, the UNet takes {unet_in}")));
     }
     Ok(LoadedPipeline {
         pipeline: VideoPipeline {
@@ -163,4 +157,3 @@ pub fn load_pipeline(
         reports: vec![("unet", unet.report), ("vae", vae.report), ("text_encoder", text.report)],
     })
 }
-

@@ -62,7 +62,9 @@ impl VideoFormat {
             Some(other) => {
                 return Err(output_error(
                     path,
-                    format!("unsupported extension `.{other}` (use .gif, .mp4, or a path without extension for PNG frames)"),
+                    format!(
+                        "unsupported extension `.{other}` (use .gif, .mp4, or a path without extension for PNG frames)"
+                    ),
                 ));
             }
         };
@@ -142,7 +144,11 @@ fn write_gif(video: &Video, path: &Path, fps: u32) -> Result<(), ImportError> {
         frame.delay = delay;
         encoder.write_frame(&frame).map_err(err)?;
     }
-    encoder.into_inner().map_err(|e| output_error(path, e.to_string()))?.flush().map_err(|e| output_error(path, e.to_string()))
+    encoder
+        .into_inner()
+        .map_err(|e| output_error(path, e.to_string()))?
+        .flush()
+        .map_err(|e| output_error(path, e.to_string()))
 }
 
 fn write_png(rgb: &[u8], width: u32, height: u32, path: &Path) -> Result<(), ImportError> {
@@ -229,7 +235,8 @@ mod tests {
         }
         assert_eq!(frames, 3);
         write_video(&v, &tmp.path().join("frames"), 8).unwrap();
-        let png = png::Decoder::new(std::io::BufReader::new(File::open(tmp.path().join("frames/frame_0002.png")).unwrap()));
+        let png =
+            png::Decoder::new(std::io::BufReader::new(File::open(tmp.path().join("frames/frame_0002.png")).unwrap()));
         let mut reader = png.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         reader.next_frame(&mut buf).unwrap();

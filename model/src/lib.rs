@@ -7,9 +7,12 @@
 pub mod clip;
 pub mod error;
 pub mod noise;
+pub mod pipeline;
 pub mod sched;
 pub mod unet;
+pub mod vae;
 
 pub use clip::{ClipTextConfig, ClipTextTransformer};
 pub use error::ConfigError;
 pub use unet::{UNetConfig, UNetMotionModel};
+pub use vae::{AutoencoderKL, VaeConfig};

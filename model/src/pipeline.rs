@@ -140,17 +140,18 @@ impl VideoPipeline {
             Sampler::Student(student) => {
                 let shape = latents.dims();
                 let mut step = 0;
-                student.sample(
-                    latents,
-                    |x, t| {
-                        let eps = self.unet.forward(x, timestep(t), cond.clone());
-                        step += 1;
-                        on_step(step, n);
-                        eps
-                    },
-                    || noise.normal(shape, &device),
-                )
-                .map_err(PipelineError::from)
+                student
+                    .sample(
+                        latents,
+                        |x, t| {
+                            let eps = self.unet.forward(x, timestep(t), cond.clone());
+                            step += 1;
+                            on_step(step, n);
+                            eps
+                        },
+                        || noise.normal(shape, &device),
+                    )
+                    .map_err(PipelineError::from)
             }
         }
     }

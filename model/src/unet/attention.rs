@@ -1,6 +1,6 @@
 //! diffusers `Attention` with the SDPA processor: multi-head scaled dot-product attention.
 
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::module::attention as sdpa;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -9,6 +9,9 @@ use burn::tensor::ops::AttentionModuleOptions;
 /// Checkpoint key `to_out.0` maps onto `to_out`.
 #[derive(Module, Debug)]
 pub struct Attention {
+    /// diffusers' `Attention.group_norm`: only the VAE's mid-block attention has one
+    /// (see [`Attention::forward_image`]).
+    pub group_norm: Option<GroupNorm>,
     pub to_q: Linear,
     pub to_k: Linear,
     pub to_v: Linear,
@@ -33,6 +36,7 @@ impl Attention {
     pub fn new(s: AttentionSpec, device: &Device) -> Self {
         let inner = s.heads * s.head_dim;
         Self {
+            group_norm: None,
             to_q: LinearConfig::new(s.query_dim, inner).with_bias(s.qkv_bias).init(device),
             to_k: LinearConfig::new(s.context_dim, inner).with_bias(s.qkv_bias).init(device),
             to_v: LinearConfig::new(s.context_dim, inner).with_bias(s.qkv_bias).init(device),
@@ -50,6 +54,26 @@ impl Attention {
         let v = split_heads(self.to_v.forward(context), self.heads);
         let out = sdpa(q, k, v, None, None, AttentionModuleOptions::default());
         self.to_out.forward(merge_heads(out))
+    }
+
+    /// Adds the GroupNorm (`groups`, `eps`) that [`Attention::forward_image`] applies first.
+    pub fn with_group_norm(mut self, groups: usize, eps: f64, device: &Device) -> Self {
+        let channels = self.to_q.weight.dims()[0];
+        self.group_norm = Some(GroupNormConfig::new(groups, channels).with_epsilon(eps).init(device));
+        self
+    }
+
+    /// Self-attention over the `H*W` pixels of an image, with diffusers' `residual_connection`:
+    /// `x + to_out(attention(group_norm(x)))`. `(N, C, H, W)` -> `(N, C, H, W)`.
+    pub fn forward_image(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let normed = match &self.group_norm {
+            Some(norm) => norm.forward(x.clone()),
+            None => x.clone(),
+        };
+        let tokens = normed.reshape([n, c, h * w]).swap_dims(1, 2);
+        let out = self.forward(tokens, None).swap_dims(1, 2).reshape([n, c, h, w]);
+        x + out
     }
 }
 

@@ -212,7 +212,7 @@ pub struct MotionConfig {
     pub norm_per_frame: bool,
 }
 
-fn default_latent_channels() -> usize {
+pub(crate) fn default_latent_channels() -> usize {
     4
 }
 fn default_mid_block_type() -> Option<String> {
@@ -233,10 +233,10 @@ fn default_some_one() -> Option<usize> {
 fn default_one_f64() -> f64 {
     1.0
 }
-fn default_act_fn() -> String {
+pub(crate) fn default_act_fn() -> String {
     "silu".into()
 }
-fn default_norm_num_groups() -> usize {
+pub(crate) fn default_norm_num_groups() -> usize {
     32
 }
 fn default_norm_eps() -> f64 {
@@ -254,7 +254,7 @@ fn default_motion_heads() -> PerBlock {
 fn default_max_seq_length() -> usize {
     32
 }
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 fn default_resnet_time_scale_shift() -> String {
@@ -288,7 +288,7 @@ fn reversed(v: &[usize]) -> Vec<usize> {
     v.iter().rev().copied().collect()
 }
 
-fn require(ok: bool, field: &str, message: impl Into<String>) -> Result<(), ConfigError> {
+pub(crate) fn require(ok: bool, field: &str, message: impl Into<String>) -> Result<(), ConfigError> {
     if ok { Ok(()) } else { Err(ConfigError::invalid(field, message)) }
 }
 

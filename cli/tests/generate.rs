@@ -19,7 +19,8 @@ fn avdm(args: &[&str], env: &[(&str, &str)]) -> Run {
     Run { ok: out.status.success(), stderr: String::from_utf8_lossy(&out.stderr).into() }
 }
 
-/// `avdm generate` on the tiny pipeline (4 frames of 16x16) with extra arguments.
+/// `avdm generate` on the tiny pipeline (4 frames of 16x16, 2 steps unless `extra` says
+/// otherwise) with extra arguments.
 fn generate(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let pipeline = fixture("tiny_pipeline/sd");
     let adapter = fixture("tiny_pipeline/motion_adapter");
@@ -29,18 +30,16 @@ fn generate(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
         pipeline.to_str().unwrap(),
         "--motion-adapter",
         adapter.to_str().unwrap(),
-        "--frames",
-        "4",
-        "--height",
-        "16",
-        "--width",
-        "16",
-        "--steps",
-        "2",
         "--out",
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
+    let defaults = [("--frames", "4"), ("--height", "16"), ("--width", "16"), ("--steps", "2")];
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            args.extend_from_slice(&[flag, value]);
+        }
+    }
     if !extra.contains(&"--prompt-file") {
         args.extend_from_slice(&["--prompt", "a red square moving left"]);
     }

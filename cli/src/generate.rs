@@ -177,7 +177,7 @@ fn check_shape(args: &GenerateArgs, loaded: &LoadedPipeline) -> anyhow::Result<(
         bail!("--frames {}: the motion modules support 1 to {max} frames", args.frames);
     }
     let factor = loaded.pipeline.vae.downscale_factor();
-    let default = loaded.sample_size.map_or(512, |s| s * factor);
+    let default = loaded.unet_config.sample_size.map_or(512, |s| s * factor);
     let height = args.height.unwrap_or(default);
     let width = args.width.unwrap_or(height);
     for (name, size) in [("--height", height), ("--width", width)] {

@@ -130,8 +130,7 @@ pub fn export_motion_adapter(
 /// Writes `model` as a diffusers `UNetMotionModel` folder (`config.json` and
 /// `diffusion_pytorch_model.safetensors`), loadable with `UNetMotionModel.from_pretrained(dir)`.
 ///
-/// The config's `sample_size` (a pipeline default for the output size, not part of the network)
-/// is written as `null`. `dir` must not exist (or be an empty folder) and its parent must exist.
+/// `dir` must not exist (or be an empty folder) and its parent must exist.
 pub fn export_unet_motion(
     model: &UNetMotionModel,
     config: &UNetConfig,
@@ -143,8 +142,7 @@ pub fn export_unet_motion(
         source,
     })?;
     // Fields diffusers writes that avdm does not model; all hold their (None) defaults.
-    let unmodelled =
-        ["sample_size", "encoder_hid_dim", "addition_time_embed_dim", "projection_class_embeddings_input_dim"];
+    let unmodelled = ["encoder_hid_dim", "addition_time_embed_dim", "projection_class_embeddings_input_dim"];
     let json = config_json("UNetMotionModel", &full, &unmodelled);
     export(model, config, dir, dtype, json, |_| true)
 }

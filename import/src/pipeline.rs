@@ -40,8 +40,6 @@ pub struct LoadedPipeline {
     pub unet_config: UNetConfig,
     pub vae_config: VaeConfig,
     pub text_config: ClipTextConfig,
-    /// The UNet's `sample_size` in latent pixels (64 for SD1.5), if its config gives one.
-    pub sample_size: Option<usize>,
     /// One report per loaded network: `("unet", ...)`, `("vae", ...)`, `("text_encoder", ...)`.
     pub reports: Vec<(&'static str, LoadReport)>,
 }
@@ -88,16 +86,13 @@ fn read_scheduler(folder: &Path) -> Result<DdimConfig, ImportError> {
     DdimConfig::from_json(&text).map_err(|source| ImportError::Config { path, source })
 }
 
-/// What `unet/config.json` says beyond the network: whether it is a UNetMotionModel (an
-/// AnimateDiffPipeline folder), and its `sample_size` (latent pixels).
-fn read_unet_header(unet_dir: &Path) -> Result<(bool, Option<usize>), ImportError> {
+/// Whether `unet/config.json` describes a UNetMotionModel (an AnimateDiffPipeline folder).
+fn unet_is_motion(unet_dir: &Path) -> Result<bool, ImportError> {
     let path = unet_dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|source| ImportError::Io { path: path.clone(), source })?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| pipeline_error(&path, format!("not valid JSON: {e}")))?;
-    let is_motion = json.get("_class_name").and_then(|c| c.as_str()) == Some("UNetMotionModel");
-    let sample_size = json.get("sample_size").and_then(|s| s.as_u64()).map(|s| s as usize);
-    Ok((is_motion, sample_size))
+    Ok(json.get("_class_name").and_then(|c| c.as_str()) == Some("UNetMotionModel"))
 }
 
 /// Loads a pipeline folder with its motion modules from `adapter`, or from the folder itself
@@ -112,10 +107,9 @@ pub fn load_pipeline(
     let scheduler = read_scheduler(folder)?;
     let tokenizer = ClipTokenizer::from_folder(&folder.join("tokenizer"))?;
     let unet_dir = folder.join("unet");
-    let (unet_is_motion, sample_size) = read_unet_header(&unet_dir)?;
     let unet = match adapter {
         Some(adapter) => load_unet_motion(&unet_dir, adapter, options, device)?,
-        None if unet_is_motion => load_unet_motion_folder(&unet_dir, options, device)?,
+        None if unet_is_motion(&unet_dir)? => load_unet_motion_folder(&unet_dir, options, device)?,
         None if index.get("motion_adapter").and_then(|v| v.get(1)).is_some_and(|c| !c.is_null()) => {
             let own = AdapterSource::Folder(folder.join("motion_adapter"));
             load_unet_motion(&unet_dir, &own, options, device)?
@@ -153,7 +147,6 @@ pub fn load_pipeline(
         unet_config: unet.config,
         vae_config: vae.config,
         text_config: text.config,
-        sample_size,
         reports: vec![("unet", unet.report), ("vae", vae.report), ("text_encoder", text.report)],
     })
 }

@@ -120,10 +120,9 @@ fn exports_match_what_diffusers_writes_and_load_back_identically() {
         println!("{rel}: position tables max abs error {positions_err:.3e}");
         assert!(positions_err <= 1e-6, "{rel}: position tables differ by {positions_err:e}");
     }
-    // The configs are diffusers' own, field for field (`sample_size` is not part of the network).
+    // The configs are diffusers' own, field for field.
     assert_eq!(json(&adapter_dir.join("config.json")), json(&fixture("tiny_unet/motion_adapter/config.json")));
     let mut want = json(&fixture("tiny_unet/unet_motion/config.json"));
-    want["sample_size"] = serde_json::Value::Null;
     // diffusers writes the float default `1` as an integer; serde reads both as 1.0.
     assert_eq!(want["mid_block_scale_factor"].as_f64(), Some(1.0));
     want["mid_block_scale_factor"] = serde_json::json!(1.0);

@@ -62,7 +62,7 @@ fn tiny_animatediff_pipeline_matches_diffusers() {
     // The latents reach |x| ~ 40 with random weights and guidance 7.5: compare relative to that.
     let expected = tensor::<5>(&io, "out_latents");
     let scale = expected.clone().abs().max().into_scalar::<f32>();
-    assert_close("denoised latents / max |latent|", latents.clone() / scale, expected / scale, 1e-5);
+    assert_close("denoised latents / max |latent|", latents.clone() / scale, expected / scale, 1e-4);
     let frames = loaded.pipeline.decode(latents);
     assert_close("frames in [0, 1]", frames, tensor(&io, "frames"), 1e-3);
 }

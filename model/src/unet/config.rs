@@ -36,6 +36,9 @@ impl PerBlock {
 /// The fields diffusers' `UNet2DConditionModel` and `UNetMotionModel` configs share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UNetCommonConfig {
+    /// Latent pixels a pipeline generates by default (64 for SD1.5); not part of the network.
+    #[serde(default)]
+    pub sample_size: Option<usize>,
     #[serde(default = "default_latent_channels")]
     pub in_channels: usize,
     #[serde(default = "default_latent_channels")]
@@ -159,6 +162,10 @@ pub struct UNetMotionConfig {
 /// Without `motion` it is diffusers' `UNet2DConditionModel`; with it, `UNetMotionModel`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UNetConfig {
+    /// Latent pixels a pipeline generates by default (diffusers' `sample_size`); not part of
+    /// the network.
+    #[serde(default)]
+    pub sample_size: Option<usize>,
     pub in_channels: usize,
     pub out_channels: usize,
     pub block_out_channels: Vec<usize>,
@@ -322,6 +329,7 @@ impl UNet2DConditionConfig {
         let s = |v: &str| v.to_string();
         Self {
             common: UNetCommonConfig {
+                sample_size: Some(64),
                 in_channels: 4,
                 out_channels: 4,
                 down_block_types: vec![
@@ -417,6 +425,7 @@ impl UNetCommonConfig {
         require(self.mid_block_scale_factor == 1.0, "mid_block_scale_factor", "only 1.0 is supported")?;
         let transformer_layers = self.transformer_layers_per_block.expand("transformer_layers_per_block", n)?;
         Ok(UNetConfig {
+            sample_size: self.sample_size,
             in_channels: self.in_channels,
             out_channels: self.out_channels,
             block_out_channels: self.block_out_channels.clone(),
@@ -594,6 +603,7 @@ impl UNetConfig {
         let default_mid = *layers.last().unwrap_or(&1);
         Ok(UNetMotionConfig {
             common: UNetCommonConfig {
+                sample_size: self.sample_size,
                 in_channels: self.in_channels,
                 out_channels: self.out_channels,
                 down_block_types: block_names(

@@ -1,36 +1,59 @@
-//! Full-size SD1.5 + motion adapter v1-5-2 (random weights saved by diffusers with
-//! `tools/fixtures/make_full_size.py`, never committed). Runs only when
+//! Full-size SD1.5 pipeline + motion adapter v1-5-2 (random weights saved by diffusers and
+//! transformers with `tools/fixtures/make_full_size.py`, never committed). Runs only when
 //! `AVDM_FULL_SIZE_DIR` points at those folders; otherwise it says it was skipped.
 
 use std::time::Instant;
 
-use avdm_import::{AdapterSource, LoadOptions, load_unet_motion};
-use avdm_model::UNetConfig;
+use avdm_import::{AdapterSource, LoadOptions, load_pipeline};
+use avdm_model::noise::NoiseSource;
+use avdm_model::pipeline::Sampler;
+use avdm_model::sched::DdimScheduler;
+use avdm_model::{ClipTextConfig, UNetConfig, VaeConfig};
 use avdm_tests::device;
 use burn::prelude::*;
 
 #[test]
-fn full_size_sd15_with_v1_5_2_loads_and_runs() {
+fn full_size_sd15_pipeline_with_v1_5_2_loads_and_runs() {
     let Some(dir) = std::env::var_os("AVDM_FULL_SIZE_DIR").map(std::path::PathBuf::from) else {
         println!("skipped: set AVDM_FULL_SIZE_DIR (see tools/fixtures/make_full_size.py)");
         return;
     };
     let start = Instant::now();
     let adapter = AdapterSource::Folder(dir.join("motion_adapter"));
-    let unet =
-        load_unet_motion(&dir.join("unet"), &adapter, &LoadOptions::default(), &device()).expect("full-size load");
-    println!("{} in {:.1}s", unet.report, start.elapsed().as_secs_f32());
-    assert_eq!(unet.config, UNetConfig::sd15_motion_v1_5_2());
-    assert!(unet.report.unused.is_empty(), "{:?}", unet.report.unused);
+    let loaded = load_pipeline(&dir.join("sd15"), Some(&adapter), &LoadOptions::default(), &device())
+        .expect("full-size pipeline load");
+    println!("loaded in {:.1}s", start.elapsed().as_secs_f32());
+    for (name, report) in &loaded.reports {
+        println!("{name}: {report}");
+        assert!(report.unused.is_empty(), "{name}: {:?}", report.unused);
+    }
+    assert_eq!(loaded.unet_config, UNetConfig::sd15_motion_v1_5_2());
+    assert_eq!(loaded.vae_config, VaeConfig::sd15());
+    let (text, l14) = (&loaded.text_config, ClipTextConfig::vit_l14());
+    assert_eq!(
+        (text.vocab_size, text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.eos_token_id),
+        (l14.vocab_size, l14.hidden_size, l14.num_hidden_layers, l14.num_attention_heads, l14.eos_token_id)
+    );
 
-    // 64x64 pixels = 8x8 latents, 4 frames.
+    // One guided DDIM step on 4 frames of 64x64 pixels (8x8 latents), then the VAE decode.
     let d = device();
-    let sample = Tensor::<5>::random([1, 4, 4, 8, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &d);
-    let text = Tensor::<3>::random([4, 77, 768], burn::tensor::Distribution::Normal(0.0, 1.0), &d);
+    let ids = |text: &str| {
+        let ids: Vec<i64> = loaded.tokenizer.encode(text).unwrap().into_iter().map(i64::from).collect();
+        Tensor::<2, Int>::from_data(TensorData::new(ids, [1, 77]), &d)
+    };
     let start = Instant::now();
-    let out = unet.model.forward(sample, Tensor::from_floats([500.0], &d), text).expect("valid inputs");
-    let mean_abs = out.clone().abs().mean().into_scalar::<f32>();
-    println!("forward (1, 4, 4, 8, 8) in {:.1}s, mean |out| {mean_abs:.4}", start.elapsed().as_secs_f32());
-    assert_eq!(out.dims(), [1, 4, 4, 8, 8]);
-    assert!(mean_abs.is_finite() && mean_abs > 0.0);
+    let text = loaded.pipeline.encode_prompts(ids("a corgi on the beach"), Some(ids(""))).expect("prompts");
+    let mut scheduler = DdimScheduler::new(loaded.scheduler.clone()).unwrap();
+    scheduler.set_timesteps(1).unwrap();
+    let sampler = Sampler::Ddim { scheduler, guidance_scale: 7.5 };
+    let mut noise = NoiseSource::new(0);
+    let latents = noise.normal([1, 4, 4, 8, 8], &d);
+    let clean = loaded.pipeline.denoise(latents, &text, &sampler, &mut noise, |_, _| ()).expect("valid shapes");
+    println!("text encoder + 1 guided step (1, 4, 4, 8, 8) in {:.1}s", start.elapsed().as_secs_f32());
+    let start = Instant::now();
+    let frames = loaded.pipeline.decode(clean);
+    println!("VAE decode of 4 frames to 64x64 in {:.1}s", start.elapsed().as_secs_f32());
+    assert_eq!(frames.dims(), [1, 4, 3, 64, 64]);
+    let mean = frames.mean().into_scalar::<f32>();
+    assert!(mean.is_finite() && (0.0..=1.0).contains(&mean), "mean frame value {mean}");
 }

@@ -135,7 +135,7 @@ impl TensorSet {
         }
         let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
         let tensors = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            store.get_all_tensors().map(|t| t.clone()).map_err(|e| e.to_string())
+            store.get_all_tensors().cloned().map_err(|e| e.to_string())
         }))
         .unwrap_or_else(|_| Err("the reader failed on this file".into()))
         .map_err(|message| ImportError::Checkpoint { path: path.into(), message })?;

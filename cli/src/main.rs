@@ -18,13 +18,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Inspect(inspect::InspectArgs),
-    Generate(generate::GenerateArgs),
+    Generate(Box<generate::GenerateArgs>),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Inspect(args) => inspect::run(args),
-        Command::Generate(args) => generate::run(args),
+        Command::Generate(args) => generate::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,6 @@ use avdm_model::pipeline::Sampler;
 use avdm_model::sched::{
     BetaSchedule, DdimConfig, DdimScheduler, NoiseSchedule, StudentConfig, StudentSampler, TimestepSpacing,
 };
-use burn::prelude::*;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -222,12 +221,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let config = scheduler_config(&loaded.scheduler, args.scheduler);
     let (sampler, guidance) = build_sampler(&args, &config)?;
 
-    let tokens = |text: &str| -> anyhow::Result<Tensor<2, Int>> {
-        let ids = loaded.tokenizer.encode(text)?;
-        let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
-        let len = ids.len();
-        Ok(Tensor::from_data(TensorData::new(ids, [1, len]), &device))
-    };
+    let tokens = |text: &str| loaded.tokenizer.encode_tensor(text, &device);
     let negative = if sampler.uses_guidance() { Some(tokens(&args.negative_prompt)?) } else { None };
     let text = loaded.pipeline.encode_prompts(tokens(&prompt)?, negative)?;
 
@@ -244,10 +238,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let video = Video::from_tensor(frames.reshape([f, c, h, w]));
     write_video(&video, &args.out, args.fps)?;
 
-    let timesteps = match &sampler {
-        Sampler::Ddim { scheduler, .. } => scheduler.timesteps.clone(),
-        Sampler::Student(student) => student.timesteps.clone(),
-    };
     let settings = Settings {
         avdm_version: env!("CARGO_PKG_VERSION"),
         args: &args,
@@ -256,7 +246,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         guidance_resolved: guidance,
         height_resolved: height,
         width_resolved: width,
-        timesteps,
+        timesteps: sampler.timesteps().to_vec(),
         network_evaluations: sampler.nfe(),
         scheduler_config: &config,
         seconds: started.elapsed().as_secs_f64(),

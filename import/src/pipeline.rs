@@ -48,6 +48,12 @@ fn pipeline_error(path: &Path, message: impl Into<String>) -> ImportError {
     ImportError::Pipeline { path: path.into(), message: message.into() }
 }
 
+/// A JSON file as a value; errors name the file.
+fn read_json(path: &Path) -> Result<serde_json::Value, ImportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io { path: path.into(), source })?;
+    serde_json::from_str(&text).map_err(|e| pipeline_error(path, format!("not valid JSON: {e}")))
+}
+
 /// Reads `model_index.json` and checks that every component avdm needs is there with a class
 /// it can load. Returns the index.
 fn read_model_index(folder: &Path) -> Result<serde_json::Value, ImportError> {
@@ -58,9 +64,7 @@ fn read_model_index(folder: &Path) -> Result<serde_json::Value, ImportError> {
     if !path.is_file() {
         return Err(pipeline_error(folder, "no model_index.json: not a diffusers pipeline folder"));
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| ImportError::Io { path: path.clone(), source })?;
-    let index: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| pipeline_error(&path, format!("not valid JSON: {e}")))?;
+    let index = read_json(&path)?;
     for (name, classes) in COMPONENTS {
         let class = index.get(name).and_then(|v| v.get(1)).and_then(|c| c.as_str());
         let Some(class) = class else {
@@ -88,10 +92,7 @@ fn read_scheduler(folder: &Path) -> Result<DdimConfig, ImportError> {
 
 /// Whether `unet/config.json` describes a UNetMotionModel (an AnimateDiffPipeline folder).
 fn unet_is_motion(unet_dir: &Path) -> Result<bool, ImportError> {
-    let path = unet_dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| ImportError::Io { path: path.clone(), source })?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| pipeline_error(&path, format!("not valid JSON: {e}")))?;
+    let json = read_json(&unet_dir.join("config.json"))?;
     Ok(json.get("_class_name").and_then(|c| c.as_str()) == Some("UNetMotionModel"))
 }
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use burn::prelude::*;
 use serde_json::Value;
 use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::models::bpe::{BPE, Vocab};
@@ -103,6 +104,13 @@ impl ClipTokenizer {
         ids.push(self.eos);
         ids.resize(self.max_length, self.pad);
         Ok(ids)
+    }
+
+    /// [`Self::encode`] as a `(1, max_length)` id tensor, the text encoder's input.
+    pub fn encode_tensor(&self, text: &str, device: &Device) -> Result<Tensor<2, Int>, ImportError> {
+        let ids: Vec<i64> = self.encode(text)?.into_iter().map(i64::from).collect();
+        let len = ids.len();
+        Ok(Tensor::from_data(TensorData::new(ids, [1, len]), device))
     }
 
     /// [`Self::encode`] for each text.

@@ -36,12 +36,17 @@ impl Sampler {
         matches!(self, Sampler::Ddim { guidance_scale, .. } if *guidance_scale > 1.0)
     }
 
+    /// The timesteps the sampler visits, in order.
+    pub fn timesteps(&self) -> &[usize] {
+        match self {
+            Sampler::Ddim { scheduler, .. } => &scheduler.timesteps,
+            Sampler::Student(student) => &student.timesteps,
+        }
+    }
+
     /// Number of sampling steps.
     pub fn steps(&self) -> usize {
-        match self {
-            Sampler::Ddim { scheduler, .. } => scheduler.timesteps.len(),
-            Sampler::Student(student) => student.timesteps.len(),
-        }
+        self.timesteps().len()
     }
 
     /// Network evaluations per clip (a guided step costs two).

@@ -10,7 +10,6 @@ use avdm_model::pipeline::Sampler;
 use avdm_model::sched::DdimScheduler;
 use avdm_model::{ClipTextConfig, UNetConfig, VaeConfig};
 use avdm_tests::device;
-use burn::prelude::*;
 
 #[test]
 fn full_size_sd15_pipeline_with_v1_5_2_loads_and_runs() {
@@ -37,10 +36,7 @@ fn full_size_sd15_pipeline_with_v1_5_2_loads_and_runs() {
 
     // One guided DDIM step on 4 frames of 64x64 pixels (8x8 latents), then the VAE decode.
     let d = device();
-    let ids = |text: &str| {
-        let ids: Vec<i64> = loaded.tokenizer.encode(text).unwrap().into_iter().map(i64::from).collect();
-        Tensor::<2, Int>::from_data(TensorData::new(ids, [1, 77]), &d)
-    };
+    let ids = |text: &str| loaded.tokenizer.encode_tensor(text, &d).expect("tokenizes");
     let start = Instant::now();
     let text = loaded.pipeline.encode_prompts(ids("a corgi on the beach"), Some(ids(""))).expect("prompts");
     let mut scheduler = DdimScheduler::new(loaded.scheduler.clone()).unwrap();

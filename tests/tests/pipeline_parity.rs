@@ -20,9 +20,7 @@ fn load() -> LoadedPipeline {
 }
 
 fn ids(loaded: &LoadedPipeline, text: &str) -> Tensor<2, Int> {
-    let ids: Vec<i64> = loaded.tokenizer.encode(text).expect("tokenizes").into_iter().map(i64::from).collect();
-    let len = ids.len();
-    Tensor::from_data(TensorData::new(ids, [1, len]), &device())
+    loaded.tokenizer.encode_tensor(text, &device()).expect("tokenizes")
 }
 
 #[test]

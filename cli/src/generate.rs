@@ -175,7 +175,7 @@ fn check_shape(args: &GenerateArgs, loaded: &LoadedPipeline) -> anyhow::Result<(
     if args.frames == 0 || args.frames > max {
         bail!("--frames {}: the motion modules support 1 to {max} frames", args.frames);
     }
-    let factor = loaded.pipeline.vae.downscale_factor();
+    let factor = loaded.pipeline.downscale_factor();
     let default = loaded.unet_config.sample_size.map_or(512, |s| s * factor);
     let height = args.height.unwrap_or(default);
     let width = args.width.unwrap_or(height);
@@ -226,8 +226,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let text = loaded.pipeline.encode_prompts(tokens(&prompt)?, negative)?;
 
     let mut noise = NoiseSource::new(args.seed);
-    let factor = loaded.pipeline.vae.downscale_factor();
-    let channels = loaded.pipeline.vae.latent_channels();
+    let factor = loaded.pipeline.downscale_factor();
+    let channels = loaded.pipeline.latent_channels();
     let latents = noise.normal([1, channels, args.frames, height / factor, width / factor], &device);
     let bar = progress_bar(sampler.steps());
     let clean = loaded.pipeline.denoise(latents, &text, &sampler, &mut noise, |i, _| bar.set_position(i as u64))?;

@@ -3,6 +3,7 @@
 mod device;
 mod generate;
 mod inspect;
+mod train_teacher;
 
 use std::process::ExitCode;
 
@@ -19,12 +20,14 @@ struct Cli {
 enum Command {
     Inspect(inspect::InspectArgs),
     Generate(Box<generate::GenerateArgs>),
+    TrainTeacher(train_teacher::TrainTeacherArgs),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Inspect(args) => inspect::run(args),
         Command::Generate(args) => generate::run(*args),
+        Command::TrainTeacher(args) => train_teacher::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! Saving a [`UNetMotionModel`] as diffusers folders, readable by `from_pretrained`:
 //! a `MotionAdapter` (the motion modules alone, [`export_motion_adapter`]) or a whole
-//! `UNetMotionModel` ([`export_unet_motion`]).
+//! `UNetMotionModel` ([`export_unet_motion`]); and a CLIP text encoder as a transformers
+//! `CLIPTextModel` folder ([`export_clip_text`]).
 //!
 //! Key names, shapes and dtypes are what diffusers writes: PyTorch layout (Linear weights
 //! `[out, in]`, norms `weight/bias`), diffusers' spellings (`ff.net.0.proj`, `to_out.0`) and the
@@ -23,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use avdm_model::unet::embeddings::frame_positions;
 use avdm_model::unet::motion::AnimateDiffTransformer3D;
+use avdm_model::clip::{ClipTextConfig, ClipTextTransformer};
 use avdm_model::{ConfigError, UNetConfig, UNetMotionModel};
 use burn::prelude::*;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, bridge};
@@ -147,6 +149,28 @@ pub fn export_unet_motion(
     export(model, config, dir, dtype, json, |_| true)
 }
 
+/// Writes a CLIP text encoder as a transformers `CLIPTextModel` folder (`config.json` and
+/// `model.safetensors`, keys under `text_model.` as in hub files), loadable with
+/// `CLIPTextModel.from_pretrained(dir)` and by [`crate::clip::load_clip_text`].
+///
+/// `dir` must not exist (or be an empty folder) and its parent must exist.
+pub fn export_clip_text(
+    model: &ClipTextTransformer,
+    config: &ClipTextConfig,
+    dir: &Path,
+    dtype: ExportDtype,
+) -> Result<ExportReport, ImportError> {
+    let Value::Object(mut json) = serde_json::to_value(config).expect("configs serialize to JSON") else {
+        unreachable!("a config struct serializes to a JSON object");
+    };
+    json.insert("architectures".into(), serde_json::json!(["CLIPTextModel"]));
+    json.insert("model_type".into(), "clip_text_model".into());
+    let sorted: BTreeMap<String, Value> = json.into_iter().collect();
+    let target = Target::check(dir)?;
+    let tensors = module_tensors(model, dtype, dir, |key| Some(format!("text_model.{key}")))?;
+    target.write(&Value::Object(sorted.into_iter().collect()), &tensors, dtype, "model.safetensors")
+}
+
 /// A diffusers `config.json` object: the config's fields, `_class_name`, `_diffusers_version`
 /// and `nulls`, with sorted keys as diffusers writes them.
 fn config_json(class: &str, config: &impl Serialize, nulls: &[&str]) -> Value {
@@ -222,6 +246,23 @@ fn position_tables(model: &UNetMotionModel, dtype: ExportDtype) -> Vec<Named> {
     out
 }
 
+/// The parameters of `model` in PyTorch layout under the names `key` gives them (`None`:
+/// left out).
+fn module_tensors<M: ModuleSnapshot>(
+    model: &M,
+    dtype: ExportDtype,
+    dir: &Path,
+    key: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Named>, ImportError> {
+    let mut out = Vec::new();
+    for tensor in model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true) {
+        let Some(key) = key(&tensor.name) else { continue };
+        let data = bridge::to_data(&tensor).map_err(|e| export_error(dir, format!("reading `{key}`: {e}")))?;
+        out.push(Named::new(key, tensor.shape.to_vec(), data, dtype));
+    }
+    Ok(out)
+}
+
 /// The state dict of `model` as diffusers writes it, restricted to the keys `keep` accepts.
 fn state_dict(
     model: &UNetMotionModel,
@@ -229,15 +270,7 @@ fn state_dict(
     keep: fn(&str) -> bool,
     dir: &Path,
 ) -> Result<Vec<Named>, ImportError> {
-    let mut out = Vec::new();
-    for tensor in model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true) {
-        let key = avdm_to_diffusers(&tensor.name);
-        if !keep(&key) {
-            continue;
-        }
-        let data = bridge::to_data(&tensor).map_err(|e| export_error(dir, format!("reading `{key}`: {e}")))?;
-        out.push(Named::new(key, tensor.shape.to_vec(), data, dtype));
-    }
+    let mut out = module_tensors(model, dtype, dir, |name| Some(avdm_to_diffusers(name)).filter(|key| keep(key)))?;
     out.extend(position_tables(model, dtype).into_iter().filter(|t| keep(&t.key)));
     Ok(out)
 }
@@ -254,7 +287,7 @@ fn export(
     check_model(model, config)?;
     let target = Target::check(dir)?;
     let tensors = state_dict(model, dtype, keep, dir)?;
-    target.write(&config_json, &tensors, dtype)
+    target.write(&config_json, &tensors, dtype, &format!("{WEIGHTS_STEM}.safetensors"))
 }
 
 /// A checked export destination.
@@ -308,8 +341,15 @@ impl Target {
         Ok(Self { dir: dir.into(), parent, name, exists_empty })
     }
 
-    /// Writes `config.json` and the weights into a temporary folder, then renames it to `dir`.
-    fn write(self, config_json: &Value, tensors: &[Named], dtype: ExportDtype) -> Result<ExportReport, ImportError> {
+    /// Writes `config.json` and the weights (`weights_name`) into a temporary folder, then
+    /// renames it to `dir`.
+    fn write(
+        self,
+        config_json: &Value,
+        tensors: &[Named],
+        dtype: ExportDtype,
+        weights_name: &str,
+    ) -> Result<ExportReport, ImportError> {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let mut temp_name = OsString::from(".");
         temp_name.push(&self.name);
@@ -322,8 +362,7 @@ impl Target {
         let text = serde_json::to_string_pretty(config_json).expect("a JSON value serializes") + "\n";
         fs::write(&config_path, text).map_err(|e| write_err(&config_path, &e))?;
 
-        let weights_name = format!("{WEIGHTS_STEM}.safetensors");
-        let weights_path = staging.0.join(&weights_name);
+        let weights_path = staging.0.join(weights_name);
         let views = tensors
             .iter()
             .map(|t| {

@@ -30,7 +30,7 @@ pub mod video_writer;
 pub use apply::{Applied, apply_tensors};
 pub use clip::{LoadedClipText, load_clip_text};
 pub use error::ImportError;
-pub use export::{ExportDtype, ExportReport, export_motion_adapter, export_unet_motion};
+pub use export::{ExportDtype, ExportReport, export_clip_text, export_motion_adapter, export_unet_motion};
 pub use pipeline::{LoadedPipeline, load_pipeline};
 pub use tensors::TensorSet;
 pub use tokenizer::ClipTokenizer;

@@ -5,6 +5,9 @@
 //! with the motion modules given separately (a MotionAdapter folder or an original `.ckpt`), or
 //! what `AnimateDiffPipeline.save_pretrained` writes (`unet/` is then a UNetMotionModel and a
 //! `motion_adapter/` folder may sit beside it).
+//!
+//! A pixel-space model (the toy world's) has no VAE: its `model_index.json` lists
+//! `"vae": [null, null]`, as diffusers writes an absent optional component.
 
 use std::path::Path;
 
@@ -26,7 +29,7 @@ const COMPONENTS: [(&str, &[&str]); 5] = [
     ("unet", &["UNet2DConditionModel", "UNetMotionModel"]),
     ("vae", &["AutoencoderKL"]),
     ("text_encoder", &["CLIPTextModel"]),
-    ("tokenizer", &["CLIPTokenizer", "CLIPTokenizerFast"]),
+    ("tokenizer", &["CLIPTokenizer", "CLIPTokenizerFast", "PreTrainedTokenizerFast"]),
     ("scheduler", &[]),
 ];
 
@@ -38,7 +41,8 @@ pub struct LoadedPipeline {
     /// The folder's `scheduler/scheduler_config.json` (whatever its class: its schedule fields).
     pub scheduler: DdimConfig,
     pub unet_config: UNetConfig,
-    pub vae_config: VaeConfig,
+    /// `None` for a pixel-space pipeline.
+    pub vae_config: Option<VaeConfig>,
     pub text_config: ClipTextConfig,
     /// One report per loaded network: `("unet", ...)`, `("vae", ...)`, `("text_encoder", ...)`.
     pub reports: Vec<(&'static str, LoadReport)>,
@@ -66,6 +70,9 @@ fn read_model_index(folder: &Path) -> Result<serde_json::Value, ImportError> {
     }
     let index = read_json(&path)?;
     for (name, classes) in COMPONENTS {
+        if name == "vae" && !has_vae(&index) {
+            continue;
+        }
         let class = index.get(name).and_then(|v| v.get(1)).and_then(|c| c.as_str());
         let Some(class) = class else {
             return Err(pipeline_error(&path, format!("has no `{name}` component")));
@@ -78,6 +85,11 @@ fn read_model_index(folder: &Path) -> Result<serde_json::Value, ImportError> {
         }
     }
     Ok(index)
+}
+
+/// Whether the index lists a VAE (`"vae": [null, null]` marks a pixel-space pipeline).
+fn has_vae(index: &serde_json::Value) -> bool {
+    !index.get("vae").and_then(|v| v.get(1)).is_some_and(|c| c.is_null())
 }
 
 /// The scheduler config of a pipeline folder.
@@ -122,7 +134,7 @@ pub fn load_pipeline(
             ));
         }
     };
-    let vae = load_vae(&folder.join("vae"), options, device)?;
+    let vae = if has_vae(&index) { Some(load_vae(&folder.join("vae"), options, device)?) } else { None };
     let text = load_clip_text(&folder.join("text_encoder"), options, device)?;
     let (text_width, cross) = (text.config.hidden_size, unet.config.cross_attention_dim);
     if text_width != cross {
@@ -131,23 +143,30 @@ pub fn load_pipeline(
             format!("the text encoder's width {text_width} differs from the UNet's cross_attention_dim {cross}"),
         ));
     }
-    let (latents, unet_in) = (vae.config.latent_channels, unet.config.in_channels);
+    let (latents, unet_in) = match &vae {
+        Some(vae) => (vae.config.latent_channels, unet.config.in_channels),
+        None => (3, unet.config.in_channels),
+    };
     if latents != unet_in {
-        return Err(pipeline_error(folder, format!("the VAE has {latents} latent channels, the UNet takes {unet_in}")));
+        let source = if vae.is_some() { "the VAE has" } else { "without a VAE the frames have" };
+        return Err(pipeline_error(folder, format!("{source} {latents} channels, the UNet takes {unet_in}")));
     }
+    let mut reports = vec![("unet", unet.report)];
+    let (vae_model, vae_config) = match vae {
+        Some(vae) => {
+            reports.push(("vae", vae.report));
+            (Some(vae.model), Some(vae.config))
+        }
+        None => (None, None),
+    };
+    reports.push(("text_encoder", text.report));
     Ok(LoadedPipeline {
-        pipeline: VideoPipeline {
-            text_encoder: text.model,
-            unet: unet.model,
-            vae: vae.model,
-            clip_skip: 0,
-            decode_chunk: 16,
-        },
+        pipeline: VideoPipeline { text_encoder: text.model, unet: unet.model, vae: vae_model, clip_skip: 0, decode_chunk: 16 },
         tokenizer,
         scheduler,
         unet_config: unet.config,
-        vae_config: vae.config,
+        vae_config,
         text_config: text.config,
-        reports: vec![("unet", unet.report), ("vae", vae.report), ("text_encoder", text.report)],
+        reports,
     })
 }

@@ -62,12 +62,14 @@ pub struct TextConditioning {
     pub uncond: Option<Tensor<3>>,
 }
 
-/// The three networks of a text-to-video pipeline.
+/// The networks of a text-to-video pipeline.
 #[derive(Debug)]
 pub struct VideoPipeline {
     pub text_encoder: ClipTextTransformer,
     pub unet: UNetMotionModel,
-    pub vae: AutoencoderKL,
+    /// The latent autoencoder; `None` for a pixel-space model (the toy world's), whose UNet
+    /// denoises RGB frames in `[-1, 1]` directly.
+    pub vae: Option<AutoencoderKL>,
     /// 0: the last hidden state; k: the k-th from last layer, final-layer-normed (diffusers).
     pub clip_skip: usize,
     /// Frames decoded by the VAE at a time (diffusers' `decode_chunk_size`, 16).
@@ -81,6 +83,16 @@ pub fn repeat_per_frame(text: Tensor<3>, frames: usize) -> Tensor<3> {
 }
 
 impl VideoPipeline {
+    /// Pixels per latent pixel (1 without a VAE).
+    pub fn downscale_factor(&self) -> usize {
+        self.vae.as_ref().map_or(1, |vae| vae.downscale_factor())
+    }
+
+    /// Channels the sampler denoises: the VAE's latent channels, or the UNet's input channels.
+    pub fn latent_channels(&self) -> usize {
+        self.vae.as_ref().map_or(self.unet.in_channels, |vae| vae.latent_channels())
+    }
+
     /// Token ids `(B, 77)` of the prompts and, for guidance, of the negative prompts.
     pub fn encode_prompts(
         &self,
@@ -162,14 +174,20 @@ impl VideoPipeline {
     }
 
     /// Clean latents `(B, C, F, h, w)` -> frames `(B, F, 3, H, W)` in `[0, 1]`, decoded
-    /// `decode_chunk` frames at a time.
+    /// `decode_chunk` frames at a time (pixel-space models: the samples themselves, rescaled).
     pub fn decode(&self, latents: Tensor<5>) -> Tensor<5> {
         let [b, c, f, h, w] = latents.dims();
-        let z = latents.permute([0, 2, 1, 3, 4]).reshape([b * f, c, h, w]);
-        let z = z / self.vae.scaling_factor + self.vae.shift_factor;
-        let images = self.vae.decode_chunked(z, self.decode_chunk.max(1));
-        let [_, channels, height, width] = images.dims();
-        (images.reshape([b, f, channels, height, width]) / 2.0 + 0.5).clamp(0.0, 1.0)
+        let frames = latents.permute([0, 2, 1, 3, 4]);
+        let images = match &self.vae {
+            Some(vae) => {
+                let z = frames.reshape([b * f, c, h, w]) / vae.scaling_factor + vae.shift_factor;
+                let images = vae.decode_chunked(z, self.decode_chunk.max(1));
+                let [_, channels, height, width] = images.dims();
+                images.reshape([b, f, channels, height, width])
+            }
+            None => frames,
+        };
+        (images / 2.0 + 0.5).clamp(0.0, 1.0)
     }
 }
 

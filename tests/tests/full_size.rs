@@ -27,7 +27,7 @@ fn full_size_sd15_pipeline_with_v1_5_2_loads_and_runs() {
         assert!(report.unused.is_empty(), "{name}: {:?}", report.unused);
     }
     assert_eq!(loaded.unet_config, UNetConfig::sd15_motion_v1_5_2());
-    assert_eq!(loaded.vae_config, VaeConfig::sd15());
+    assert_eq!(loaded.vae_config, Some(VaeConfig::sd15()));
     let (text, l14) = (&loaded.text_config, ClipTextConfig::vit_l14());
     assert_eq!(
         (text.vocab_size, text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.eos_token_id),

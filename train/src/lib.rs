@@ -1,5 +1,13 @@
-//! avdm-train: the AVDM2 distillation (discriminator, ADM, SDM, backward simulation, learner),
-//! the toy world, teacher training and evaluation.
+//! avdm-train: the toy world, toy-teacher training, evaluation, and (with the distillation
+//! issue) the AVDM2 learner.
 //!
-//! It builds on the networks of `avdm-model` and the loaders of `avdm-import`; its modules
-//! arrive with the distillation, toy-world and data issues (see `book/src/architecture.md`).
+//! It builds on the networks of `avdm-model` and the loaders of `avdm-import`.
+
+pub mod checkpoint;
+pub mod error;
+pub mod grad_norm;
+pub mod progress;
+pub mod teacher;
+pub mod toy;
+
+pub use error::TrainError;

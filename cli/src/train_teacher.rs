@@ -1,0 +1,145 @@
+//! `avdm train-teacher`: trains the toy teacher in AnimateDiff's two stages (image, then
+//! motion) and writes it as a pipeline folder.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use avdm_import::ClipTokenizer;
+use avdm_train::checkpoint::Checkpoint;
+use avdm_train::teacher::{
+    Stage, StageState, TeacherConfig, TextToVideo, init_image_model, init_motion_model, stage_dir, train_stage,
+};
+use avdm_train::toy::assets::write_teacher_folder;
+use avdm_train::toy::preset;
+use avdm_train::toy::vocabulary::write_tokenizer;
+use clap::{Args, ValueEnum};
+
+use crate::device::parse_device;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Stages {
+    Both,
+    Image,
+    Motion,
+}
+
+/// Train the toy teacher (toy preset by default): stage 1 learns frames, stage 2 motion.
+#[derive(Args)]
+pub struct TrainTeacherArgs {
+    /// Run folder: checkpoints (`image/`, `motion/`), the tokenizer, and the finished
+    /// pipeline folder `teacher/`.
+    #[arg(long, default_value = "runs/toy-teacher")]
+    out: PathBuf,
+    /// Which stages to run; `motion` needs a finished image stage in the run folder.
+    #[arg(long, value_enum, default_value = "both")]
+    stage: Stages,
+    /// Continue from the checkpoints in the run folder.
+    #[arg(long)]
+    resume: bool,
+    /// Image-stage steps (preset: 2000).
+    #[arg(long)]
+    image_steps: Option<usize>,
+    /// Motion-stage steps (preset: 800).
+    #[arg(long)]
+    motion_steps: Option<usize>,
+    /// Frames per image-stage step (preset: 32).
+    #[arg(long)]
+    image_batch: Option<usize>,
+    /// Clips per motion-stage step (preset: 4).
+    #[arg(long)]
+    motion_batch: Option<usize>,
+    /// Learning rate of both stages (preset: 1e-3).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Steps between checkpoints (preset: 100).
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto, cpu, wgpu, vulkan or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+impl TrainTeacherArgs {
+    fn config(&self) -> TeacherConfig {
+        let mut config = TeacherConfig::toy();
+        config.seed = self.seed;
+        let overrides = [(Stage::Image, self.image_steps, self.image_batch), (Stage::Motion, self.motion_steps, self.motion_batch)];
+        for (stage, steps, batch) in overrides {
+            let c = config.stage_mut(stage);
+            c.steps = steps.unwrap_or(c.steps);
+            c.batch = batch.unwrap_or(c.batch);
+            c.learning_rate = self.lr.unwrap_or(c.learning_rate);
+            c.checkpoint_every = self.checkpoint_every.unwrap_or(c.checkpoint_every);
+        }
+        config
+    }
+}
+
+pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
+    let config = args.config();
+    config.validate()?;
+    let device = parse_device(&args.device)?.autodiff();
+    if !args.resume && ["image", "motion"].iter().any(|s| args.out.join(s).exists()) {
+        bail!("{} already holds checkpoints: pass --resume to continue, or choose a new --out", args.out.display());
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let tokenizer_dir = args.out.join("tokenizer");
+    write_tokenizer(&tokenizer_dir).with_context(|| format!("writing {}", tokenizer_dir.display()))?;
+    let tokenizer = ClipTokenizer::from_folder(&tokenizer_dir)?;
+    std::fs::write(args.out.join("config.json"), serde_json::to_string_pretty(&config)? + "\n")?;
+    let started = Instant::now();
+
+    let image = match args.stage {
+        Stages::Both | Stages::Image => {
+            let (model, state) =
+                train_stage(&config, Stage::Image, init_image_model(&device), &tokenizer, &args.out, args.resume, &device)?;
+            report(&state);
+            model
+        }
+        Stages::Motion => finished_image_stage(&args, &config, &device)?,
+    };
+    if matches!(args.stage, Stages::Image) {
+        return Ok(());
+    }
+    let init = init_motion_model(&image, &preset::unet_config(true), &device)?;
+    let resume = args.resume || matches!(args.stage, Stages::Motion);
+    let (model, state) = train_stage(&config, Stage::Motion, init, &tokenizer, &args.out, resume, &device)?;
+    report(&state);
+    let folder = args.out.join("teacher");
+    if folder.exists() {
+        std::fs::remove_dir_all(&folder).with_context(|| format!("replacing {}", folder.display()))?;
+    }
+    write_teacher_folder(&model, &folder)?;
+    eprintln!("wrote {} ({:.0} s this run)", folder.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The image model of a finished image stage in the run folder.
+fn finished_image_stage(
+    args: &TrainTeacherArgs,
+    config: &TeacherConfig,
+    device: &burn::prelude::Device,
+) -> anyhow::Result<TextToVideo> {
+    let dir = stage_dir(&args.out, Stage::Image);
+    let Some(checkpoint) = Checkpoint::find(&dir) else {
+        bail!("{}: no image-stage checkpoint; run `avdm train-teacher --stage image` first", dir.display());
+    };
+    let state: StageState = checkpoint.state()?;
+    if state.step < config.image.steps {
+        bail!("{}: the image stage stopped at step {} of {}; resume it first", dir.display(), state.step, config.image.steps);
+    }
+    Ok(checkpoint.module("model", init_image_model(device))?)
+}
+
+fn report(state: &StageState) {
+    eprintln!(
+        "{} stage: {} steps, last loss {:.4}, {:.0} s in total",
+        state.stage.name(),
+        state.step,
+        state.loss,
+        state.seconds
+    );
+}

@@ -1,0 +1,242 @@
+//! The toy world's procedural clips: one coloured shape moving in a straight line on black,
+//! captioned "a red square moving left".
+//!
+//! Every clip is a pure function of `(seed, index)` and the split, so batches, eval sets and
+//! resumed runs are reproducible without saving any generator state.
+
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// The shapes of the toy world.
+pub const SHAPES: [&str; 3] = ["circle", "square", "triangle"];
+/// The colours of the toy world and their RGB values in `[-1, 1]`.
+pub const COLOURS: [(&str, [f32; 3]); 4] =
+    [("red", [1.0, -1.0, -1.0]), ("green", [-1.0, 1.0, -1.0]), ("blue", [-1.0, -1.0, 1.0]), ("yellow", [1.0, 1.0, -1.0])];
+/// Directions of motion and their unit steps `(dx, dy)` in image coordinates (y down).
+pub const DIRECTIONS: [(&str, [f32; 2]); 4] =
+    [("left", [-1.0, 0.0]), ("right", [1.0, 0.0]), ("up", [0.0, -1.0]), ("down", [0.0, 1.0])];
+
+/// Number of classes of each attribute: shape, colour, direction.
+pub const ATTRIBUTE_CLASSES: [usize; 3] = [SHAPES.len(), COLOURS.len(), DIRECTIONS.len()];
+/// Attribute names, in the order of [`Attributes::as_array`].
+pub const ATTRIBUTE_NAMES: [&str; 3] = ["shape", "colour", "direction"];
+
+/// What a caption says about a clip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Attributes {
+    pub shape: usize,
+    pub colour: usize,
+    pub direction: usize,
+}
+
+impl Attributes {
+    /// `[shape, colour, direction]` class indices.
+    pub fn as_array(&self) -> [usize; 3] {
+        [self.shape, self.colour, self.direction]
+    }
+
+    /// "a red square moving left".
+    pub fn caption(&self) -> String {
+        format!("a {} {} moving {}", COLOURS[self.colour].0, SHAPES[self.shape], DIRECTIONS[self.direction].0)
+    }
+
+    /// Every combination, in a fixed order (shape-major).
+    pub fn all() -> Vec<Attributes> {
+        let mut out = Vec::new();
+        for shape in 0..SHAPES.len() {
+            for colour in 0..COLOURS.len() {
+                for direction in 0..DIRECTIONS.len() {
+                    out.push(Attributes { shape, colour, direction });
+                }
+            }
+        }
+        out
+    }
+
+    /// Combinations never shown to the teacher: 6 of the 48, chosen so that every pair of
+    /// attribute values still occurs in training (only the triple is new).
+    pub fn is_held_out(&self) -> bool {
+        (self.shape + self.colour + 2 * self.direction) % 8 == 3
+    }
+}
+
+/// Which clips a stream draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Training clips: every combination except the held-out ones.
+    Train,
+    /// Evaluation clips: all combinations in turn (held-out ones included), from their own seeds.
+    Eval,
+}
+
+/// One clip's full description: what the caption says and where the shape is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClipSpec {
+    pub attributes: Attributes,
+    /// Half-size of the shape in pixels (circle radius, square half-side, triangle half-width).
+    pub radius: f32,
+    /// Centre `(x, y)` in pixels at the first frame.
+    pub start: [f32; 2],
+    /// Pixels moved per frame along the direction.
+    pub speed: f32,
+}
+
+/// The geometry of the toy world's clips.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ToyWorld {
+    pub frames: usize,
+    /// Width and height in pixels.
+    pub size: usize,
+    /// Range of [`ClipSpec::radius`], in pixels.
+    pub radius: [f32; 2],
+    /// Range of [`ClipSpec::speed`], in pixels per frame.
+    pub speed: [f32; 2],
+}
+
+impl Default for ToyWorld {
+    /// 8 frames of 32x32, shapes 4..7 px in half-size moving 1..2 px per frame.
+    fn default() -> Self {
+        Self { frames: 8, size: 32, radius: [4.0, 7.0], speed: [1.0, 2.0] }
+    }
+}
+
+/// Seeds of the two splits are kept apart by this offset.
+const EVAL_STREAM: u64 = 0x5EED_0000_E7A1;
+/// Samples per pixel side for anti-aliasing.
+const SUPERSAMPLE: usize = 4;
+
+impl ToyWorld {
+    /// The `index`-th clip of the split's stream for `seed`.
+    pub fn spec(&self, seed: u64, split: Split, index: u64) -> ClipSpec {
+        let stream = match split {
+            Split::Train => seed,
+            Split::Eval => seed ^ EVAL_STREAM,
+        };
+        let mut rng = StdRng::seed_from_u64(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index);
+        let attributes = match split {
+            Split::Train => {
+                let trainable: Vec<Attributes> = Attributes::all().into_iter().filter(|a| !a.is_held_out()).collect();
+                trainable[rng.random_range(0..trainable.len())]
+            }
+            Split::Eval => {
+                let all = Attributes::all();
+                all[(index % all.len() as u64) as usize]
+            }
+        };
+        self.place(attributes, &mut rng)
+    }
+
+    /// A clip with the given attributes and random size, speed and start, such that the shape
+    /// stays wholly inside the frame on every frame.
+    pub fn place(&self, attributes: Attributes, rng: &mut StdRng) -> ClipSpec {
+        let radius = rng.random_range(self.radius[0]..=self.radius[1]);
+        let speed = rng.random_range(self.speed[0]..=self.speed[1]);
+        let travel = speed * (self.frames.saturating_sub(1)) as f32;
+        let size = self.size as f32;
+        let [dx, dy] = DIRECTIONS[attributes.direction].1;
+        let mut start = [0.0; 2];
+        for (axis, d) in [dx, dy].into_iter().enumerate() {
+            // The centre must stay within [radius, size - radius] over the whole path.
+            let (lo, hi) = (radius, size - radius);
+            let (lo, hi) = if d > 0.0 { (lo, hi - travel) } else if d < 0.0 { (lo + travel, hi) } else { (lo, hi) };
+            start[axis] = if hi > lo { rng.random_range(lo..=hi) } else { (lo + hi) / 2.0 };
+        }
+        ClipSpec { attributes, radius, start, speed }
+    }
+
+    /// The shape's centre at frame `f`.
+    pub fn centre(&self, spec: &ClipSpec, frame: usize) -> [f32; 2] {
+        let [dx, dy] = DIRECTIONS[spec.attributes.direction].1;
+        let step = spec.speed * frame as f32;
+        [spec.start[0] + dx * step, spec.start[1] + dy * step]
+    }
+
+    /// Renders a clip as `C * F * H * W` values in `[-1, 1]` (channel-major, `(3, F, H, W)`).
+    pub fn render(&self, spec: &ClipSpec) -> Vec<f32> {
+        let (frames, size) = (self.frames, self.size);
+        let colour = COLOURS[spec.attributes.colour].1;
+        let mut out = vec![-1.0f32; 3 * frames * size * size];
+        let inv = 1.0 / (SUPERSAMPLE * SUPERSAMPLE) as f32;
+        for f in 0..frames {
+            let [cx, cy] = self.centre(spec, f);
+            for y in 0..size {
+                for x in 0..size {
+                    let mut hits = 0usize;
+                    for sy in 0..SUPERSAMPLE {
+                        for sx in 0..SUPERSAMPLE {
+                            let px = x as f32 + (sx as f32 + 0.5) / SUPERSAMPLE as f32 - cx;
+                            let py = y as f32 + (sy as f32 + 0.5) / SUPERSAMPLE as f32 - cy;
+                            hits += inside(spec.attributes.shape, px, py, spec.radius) as usize;
+                        }
+                    }
+                    if hits == 0 {
+                        continue;
+                    }
+                    let coverage = hits as f32 * inv;
+                    for (c, value) in colour.iter().enumerate() {
+                        out[((c * frames + f) * size + y) * size + x] = -1.0 + coverage * (value + 1.0);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `n` clips of the split starting at `index`: `(n, 3, F, H, W)` in `[-1, 1]` and their specs.
+    pub fn batch(&self, seed: u64, split: Split, index: u64, n: usize, device: &Device) -> (Tensor<5>, Vec<ClipSpec>) {
+        let specs: Vec<ClipSpec> = (0..n as u64).map(|i| self.spec(seed, split, index + i)).collect();
+        (self.render_batch(&specs, device), specs)
+    }
+
+    /// Renders clips into `(n, 3, F, H, W)`.
+    pub fn render_batch(&self, specs: &[ClipSpec], device: &Device) -> Tensor<5> {
+        let values: Vec<f32> = specs.iter().flat_map(|s| self.render(s)).collect();
+        Tensor::from_data(TensorData::new(values, [specs.len(), 3, self.frames, self.size, self.size]), device)
+    }
+}
+
+/// Whether the offset `(x, y)` from the centre lies inside the shape of half-size `r`.
+fn inside(shape: usize, x: f32, y: f32, r: f32) -> bool {
+    match SHAPES[shape] {
+        "circle" => x * x + y * y <= r * r,
+        "square" => x.abs() <= r && y.abs() <= r,
+        // Upward isosceles triangle with base 2r at y = r and apex at y = -r.
+        _ => y <= r && y >= -r && x.abs() <= (y + r) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_out_combinations_leave_every_pair_in_training() {
+        let all = Attributes::all();
+        let held: Vec<_> = all.iter().filter(|a| a.is_held_out()).collect();
+        assert_eq!(held.len(), 6);
+        let train: Vec<_> = all.iter().filter(|a| !a.is_held_out()).collect();
+        for a in &held {
+            assert!(train.iter().any(|b| b.shape == a.shape && b.colour == a.colour));
+            assert!(train.iter().any(|b| b.shape == a.shape && b.direction == a.direction));
+            assert!(train.iter().any(|b| b.colour == a.colour && b.direction == a.direction));
+        }
+        let world = ToyWorld::default();
+        assert!((0..500).all(|i| !world.spec(3, Split::Train, i).attributes.is_held_out()));
+    }
+
+    #[test]
+    fn shapes_stay_in_frame() {
+        let world = ToyWorld::default();
+        for i in 0..300 {
+            let spec = world.spec(1, Split::Train, i);
+            for f in 0..world.frames {
+                let [x, y] = world.centre(&spec, f);
+                let lim = world.size as f32 - spec.radius;
+                assert!(x >= spec.radius - 1e-4 && x <= lim + 1e-4 && y >= spec.radius - 1e-4 && y <= lim + 1e-4);
+            }
+        }
+    }
+}

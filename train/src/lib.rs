@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod grad_norm;
+pub mod metrics;
 pub mod progress;
 pub mod teacher;
 pub mod toy;

@@ -1,8 +1,10 @@
 //! `avdm`: distill AnimateDiff into a 4-step video generator (AVDM2), in one binary.
 
 mod device;
+mod eval;
 mod generate;
 mod inspect;
+mod train_judge;
 mod train_teacher;
 
 use std::process::ExitCode;
@@ -21,6 +23,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     Generate(Box<generate::GenerateArgs>),
     TrainTeacher(train_teacher::TrainTeacherArgs),
+    TrainJudge(train_judge::TrainJudgeArgs),
+    Eval(Box<eval::EvalArgs>),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +32,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Generate(args) => generate::run(*args),
         Command::TrainTeacher(args) => train_teacher::run(args),
+        Command::TrainJudge(args) => train_judge::run(args),
+        Command::Eval(args) => eval::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

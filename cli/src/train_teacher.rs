@@ -66,7 +66,8 @@ impl TrainTeacherArgs {
     fn config(&self) -> TeacherConfig {
         let mut config = TeacherConfig::toy();
         config.seed = self.seed;
-        let overrides = [(Stage::Image, self.image_steps, self.image_batch), (Stage::Motion, self.motion_steps, self.motion_batch)];
+        let overrides =
+            [(Stage::Image, self.image_steps, self.image_batch), (Stage::Motion, self.motion_steps, self.motion_batch)];
         for (stage, steps, batch) in overrides {
             let c = config.stage_mut(stage);
             c.steps = steps.unwrap_or(c.steps);
@@ -94,8 +95,15 @@ pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
 
     let image = match args.stage {
         Stages::Both | Stages::Image => {
-            let (model, state) =
-                train_stage(&config, Stage::Image, init_image_model(&device), &tokenizer, &args.out, args.resume, &device)?;
+            let (model, state) = train_stage(
+                &config,
+                Stage::Image,
+                init_image_model(&device),
+                &tokenizer,
+                &args.out,
+                args.resume,
+                &device,
+            )?;
             report(&state);
             model
         }
@@ -129,7 +137,12 @@ fn finished_image_stage(
     };
     let state: StageState = checkpoint.state()?;
     if state.step < config.image.steps {
-        bail!("{}: the image stage stopped at step {} of {}; resume it first", dir.display(), state.step, config.image.steps);
+        bail!(
+            "{}: the image stage stopped at step {} of {}; resume it first",
+            dir.display(),
+            state.step,
+            config.image.steps
+        );
     }
     Ok(checkpoint.module("model", init_image_model(device))?)
 }

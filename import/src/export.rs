@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use avdm_model::clip::{ClipTextConfig, ClipTextTransformer};
 use avdm_model::unet::embeddings::frame_positions;
 use avdm_model::unet::motion::AnimateDiffTransformer3D;
-use avdm_model::clip::{ClipTextConfig, ClipTextTransformer};
 use avdm_model::{ConfigError, UNetConfig, UNetMotionModel};
 use burn::prelude::*;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, bridge};

@@ -161,7 +161,13 @@ pub fn load_pipeline(
     };
     reports.push(("text_encoder", text.report));
     Ok(LoadedPipeline {
-        pipeline: VideoPipeline { text_encoder: text.model, unet: unet.model, vae: vae_model, clip_skip: 0, decode_chunk: 16 },
+        pipeline: VideoPipeline {
+            text_encoder: text.model,
+            unet: unet.model,
+            vae: vae_model,
+            clip_skip: 0,
+            decode_chunk: 16,
+        },
         tokenizer,
         scheduler,
         unet_config: unet.config,

@@ -87,10 +87,7 @@ impl Checkpoint {
     /// The checkpoint at `dir`, if one was committed there (also the previous one when a crash
     /// interrupted the swap).
     pub fn find(dir: &Path) -> Option<Self> {
-        [dir.to_path_buf(), sibling(dir, ".old")]
-            .into_iter()
-            .find(|d| d.join(STATE).is_file())
-            .map(|dir| Self { dir })
+        [dir.to_path_buf(), sibling(dir, ".old")].into_iter().find(|d| d.join(STATE).is_file()).map(|dir| Self { dir })
     }
 
     pub fn dir(&self) -> &Path {

@@ -16,9 +16,7 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, message: String },
     #[error("setting `{field}`: {message}")]
     Setting { field: &'static str, message: String },
-    #[error(
-        "step {step}: the {what} is {value} (not finite); training stopped, the last checkpoint is kept as it was"
-    )]
+    #[error("step {step}: the {what} is {value} (not finite); training stopped, the last checkpoint is kept as it was")]
     NonFinite { step: usize, what: &'static str, value: f64 },
     #[error(transparent)]
     Import(#[from] ImportError),

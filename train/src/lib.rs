@@ -5,7 +5,9 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod eval;
 pub mod grad_norm;
+pub mod judge;
 pub mod metrics;
 pub mod progress;
 pub mod teacher;

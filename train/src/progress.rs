@@ -27,7 +27,14 @@ impl Progress {
             bar.set_prefix(label.to_string());
             bar
         });
-        Self { bar, label: label.into(), total, start_step: start, started: Instant::now(), log_every: log_every.max(1) }
+        Self {
+            bar,
+            label: label.into(),
+            total,
+            start_step: start,
+            started: Instant::now(),
+            log_every: log_every.max(1),
+        }
     }
 
     /// Reports that `step` (1-based count of finished steps) is done, with named values.
@@ -43,14 +50,7 @@ impl Progress {
                 let secs = self.started.elapsed().as_secs_f64();
                 let rate = if secs > 0.0 { done / secs } else { 0.0 };
                 let eta = if rate > 0.0 { (self.total - step) as f64 / rate } else { 0.0 };
-                eprintln!(
-                    "{} {step}/{} {:.2} it/s ETA {:.0}s {}",
-                    self.label,
-                    self.total,
-                    rate,
-                    eta,
-                    text.join("  ")
-                );
+                eprintln!("{} {step}/{} {:.2} it/s ETA {:.0}s {}", self.label, self.total, rate, eta, text.join("  "));
             }
             None => {}
         }

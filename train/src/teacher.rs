@@ -229,7 +229,11 @@ pub fn denoising_loss(
 }
 
 /// Token ids `(B, L)` of the captions.
-pub fn caption_ids(tokenizer: &ClipTokenizer, captions: &[String], device: &Device) -> Result<Tensor<2, Int>, TrainError> {
+pub fn caption_ids(
+    tokenizer: &ClipTokenizer,
+    captions: &[String],
+    device: &Device,
+) -> Result<Tensor<2, Int>, TrainError> {
     let ids: Vec<i64> = tokenizer
         .encode_batch(&captions.iter().map(String::as_str).collect::<Vec<_>>())?
         .into_iter()

@@ -27,7 +27,10 @@ impl Gaussian {
         }
         let dim = rows[0].len();
         if let Some(i) = rows.iter().position(|r| r.len() != dim) {
-            return Err(TrainError::setting("features", format!("row {i} has {} values, row 0 has {dim}", rows[i].len())));
+            return Err(TrainError::setting(
+                "features",
+                format!("row {i} has {} values, row 0 has {dim}", rows[i].len()),
+            ));
         }
         let data = DMatrix::from_fn(n, dim, |i, j| rows[i][j] as f64);
         let mean = DVector::from_fn(dim, |j, _| data.column(j).sum() / n as f64);
@@ -50,7 +53,8 @@ pub fn frechet_distance(a: &Gaussian, b: &Gaussian) -> f64 {
     let diff = &a.mean - &b.mean;
     let root_a = sqrt_psd(&a.covariance);
     let inner = &root_a * &b.covariance * &root_a;
-    let cross: f64 = ((&inner + inner.transpose()) * 0.5).symmetric_eigen().eigenvalues.iter().map(|v| v.max(0.0).sqrt()).sum();
+    let cross: f64 =
+        ((&inner + inner.transpose()) * 0.5).symmetric_eigen().eigenvalues.iter().map(|v| v.max(0.0).sqrt()).sum();
     let distance = diff.dot(&diff) + a.covariance.trace() + b.covariance.trace() - 2.0 * cross;
     distance.max(0.0)
 }
@@ -66,7 +70,8 @@ mod tests {
 
     #[test]
     fn equal_sets_are_at_distance_zero() {
-        let rows: Vec<Vec<f32>> = (0..50).map(|i| (0..6).map(|j| ((i * 7 + j * 3) % 11) as f32 * 0.3 - j as f32).collect()).collect();
+        let rows: Vec<Vec<f32>> =
+            (0..50).map(|i| (0..6).map(|j| ((i * 7 + j * 3) % 11) as f32 * 0.3 - j as f32).collect()).collect();
         let g = Gaussian::fit(&rows).unwrap();
         assert!(frechet_distance(&g, &g) < 1e-9, "{}", frechet_distance(&g, &g));
     }

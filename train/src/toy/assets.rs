@@ -50,7 +50,10 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), TrainError> 
 /// temporary folder so that a failure leaves nothing behind.
 pub fn write_teacher_folder(model: &TextToVideo, dir: &Path) -> Result<(), TrainError> {
     if dir.exists() {
-        return Err(TrainError::setting("out", format!("{} exists; the teacher folder is never overwritten", dir.display())));
+        return Err(TrainError::setting(
+            "out",
+            format!("{} exists; the teacher folder is never overwritten", dir.display()),
+        ));
     }
     let mut staging_name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     staging_name.push(".writing");

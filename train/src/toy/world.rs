@@ -12,8 +12,12 @@ use serde::{Deserialize, Serialize};
 /// The shapes of the toy world.
 pub const SHAPES: [&str; 3] = ["circle", "square", "triangle"];
 /// The colours of the toy world and their RGB values in `[-1, 1]`.
-pub const COLOURS: [(&str, [f32; 3]); 4] =
-    [("red", [1.0, -1.0, -1.0]), ("green", [-1.0, 1.0, -1.0]), ("blue", [-1.0, -1.0, 1.0]), ("yellow", [1.0, 1.0, -1.0])];
+pub const COLOURS: [(&str, [f32; 3]); 4] = [
+    ("red", [1.0, -1.0, -1.0]),
+    ("green", [-1.0, 1.0, -1.0]),
+    ("blue", [-1.0, -1.0, 1.0]),
+    ("yellow", [1.0, 1.0, -1.0]),
+];
 /// Directions of motion and their unit steps `(dx, dy)` in image coordinates (y down).
 pub const DIRECTIONS: [(&str, [f32; 2]); 4] =
     [("left", [-1.0, 0.0]), ("right", [1.0, 0.0]), ("up", [0.0, -1.0]), ("down", [0.0, 1.0])];
@@ -141,7 +145,13 @@ impl ToyWorld {
         for (axis, d) in [dx, dy].into_iter().enumerate() {
             // The centre must stay within [radius, size - radius] over the whole path.
             let (lo, hi) = (radius, size - radius);
-            let (lo, hi) = if d > 0.0 { (lo, hi - travel) } else if d < 0.0 { (lo + travel, hi) } else { (lo, hi) };
+            let (lo, hi) = if d > 0.0 {
+                (lo, hi - travel)
+            } else if d < 0.0 {
+                (lo + travel, hi)
+            } else {
+                (lo, hi)
+            };
             start[axis] = if hi > lo { rng.random_range(lo..=hi) } else { (lo + hi) / 2.0 };
         }
         ClipSpec { attributes, radius, start, speed }

@@ -1,0 +1,213 @@
+//! Toy-world evaluation of a text-to-video model and sampler: Fréchet distance of judge
+//! features against real clips (with the real-vs-real floor), prompt accuracy of the judge on
+//! the prompted attributes, temporal flicker against real clips, NFE and seconds per clip.
+
+use std::time::Instant;
+
+use avdm_import::ClipTokenizer;
+use avdm_model::noise::NoiseSource;
+use avdm_model::pipeline::{Sampler, VideoPipeline};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+use crate::judge::Judge;
+use crate::metrics::{Gaussian, frame_change, frechet_distance};
+use crate::progress::Progress;
+use crate::teacher::caption_ids;
+use crate::toy::world::{ClipSpec, Split, ToyWorld};
+
+/// What an evaluation samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSettings {
+    /// Clips generated (one per eval prompt, cycling through all 48 combinations).
+    pub clips: usize,
+    /// Clips per sampling batch.
+    pub batch: usize,
+    /// Seed of the eval prompts, the real clips and the sampling noise.
+    pub seed: u64,
+    pub world: ToyWorld,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        Self { clips: 256, batch: 16, seed: 0, world: ToyWorld::default() }
+    }
+}
+
+/// Statistics of real clips for the eval prompts.
+pub struct RealReference {
+    pub gaussian: Gaussian,
+    /// Fréchet distance between two independent real sets of the same size: the best a model
+    /// can expect to reach.
+    pub floor: f64,
+    pub flicker: f64,
+    /// The judge's prompt accuracy on real clips.
+    pub accuracy: f64,
+}
+
+/// One row of the eval table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRow {
+    pub name: String,
+    pub steps: usize,
+    pub guidance: Option<f32>,
+    pub nfe: usize,
+    pub clips: usize,
+    pub frechet: f64,
+    pub frechet_floor: f64,
+    /// Mean over clips and attributes of "the judge reads the prompted attribute".
+    pub accuracy: f64,
+    /// Per attribute: shape, colour, direction.
+    pub attribute_accuracy: [f64; 3],
+    /// Fraction of clips with all three attributes right.
+    pub exact: f64,
+    pub flicker: f64,
+    pub flicker_real: f64,
+    pub seconds_per_clip: f64,
+}
+
+/// Accuracy figures of predictions against the specs' attributes: (mean, per attribute, exact).
+fn accuracy(predictions: &[[usize; 3]], specs: &[ClipSpec]) -> (f64, [f64; 3], f64) {
+    let n = specs.len().max(1) as f64;
+    let mut per = [0.0; 3];
+    let mut exact = 0.0;
+    for (p, s) in predictions.iter().zip(specs) {
+        let truth = s.attributes.as_array();
+        let hits: Vec<bool> = (0..3).map(|a| p[a] == truth[a]).collect();
+        for a in 0..3 {
+            per[a] += hits[a] as u8 as f64 / n;
+        }
+        exact += hits.iter().all(|&h| h) as u8 as f64 / n;
+    }
+    (per.iter().sum::<f64>() / 3.0, per, exact)
+}
+
+/// The eval prompts' specs.
+pub fn eval_specs(settings: &EvalSettings) -> Vec<ClipSpec> {
+    (0..settings.clips as u64).map(|i| settings.world.spec(settings.seed, Split::Eval, i)).collect()
+}
+
+/// Judge features and predictions of clips `(B, 3, F, H, W)`, batch by batch.
+fn judge_all(
+    judge: &Judge,
+    world: &ToyWorld,
+    specs: &[ClipSpec],
+    batch: usize,
+    device: &Device,
+) -> (Vec<Vec<f32>>, Vec<[usize; 3]>, f64) {
+    let (mut features, mut predictions, mut change) = (Vec::new(), Vec::new(), 0.0);
+    for chunk in specs.chunks(batch.max(1)) {
+        let clips = world.render_batch(chunk, device);
+        change += frame_change(&clips) * chunk.len() as f64;
+        let (f, p) = judge.predict(clips);
+        features.extend(f);
+        predictions.extend(p);
+    }
+    (features, predictions, change / specs.len().max(1) as f64)
+}
+
+/// Real clips of the eval prompts, and a second independent real set for the floor.
+pub fn real_reference(judge: &Judge, settings: &EvalSettings, device: &Device) -> Result<RealReference, TrainError> {
+    let specs = eval_specs(settings);
+    let (features, predictions, flicker) = judge_all(judge, &settings.world, &specs, settings.batch, device);
+    let other = EvalSettings { seed: settings.seed.wrapping_add(0x0F1_00A), ..settings.clone() };
+    let (other_features, _, _) = judge_all(judge, &settings.world, &eval_specs(&other), settings.batch, device);
+    let gaussian = Gaussian::fit(&features)?;
+    let floor = frechet_distance(&gaussian, &Gaussian::fit(&other_features)?);
+    Ok(RealReference { gaussian, floor, flicker, accuracy: accuracy(&predictions, &specs).0 })
+}
+
+/// Samples one clip per eval prompt with `sampler` and measures it. Returns the row and the
+/// generated clips `(N, 3, F, H, W)` in `[-1, 1]`.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(
+    name: &str,
+    pipeline: &VideoPipeline,
+    tokenizer: &ClipTokenizer,
+    sampler: &Sampler,
+    judge: &Judge,
+    reference: &RealReference,
+    settings: &EvalSettings,
+    device: &Device,
+) -> Result<(EvalRow, Tensor<5>), TrainError> {
+    let specs = eval_specs(settings);
+    let world = &settings.world;
+    let mut noise = NoiseSource::new(settings.seed);
+    let (mut features, mut predictions, mut clips, mut change) = (Vec::new(), Vec::new(), Vec::new(), 0.0);
+    let progress = Progress::new(name, 0, specs.len(), settings.batch.max(1) * 4);
+    let started = Instant::now();
+    for chunk in specs.chunks(settings.batch.max(1)) {
+        let captions: Vec<String> = chunk.iter().map(|s| s.attributes.caption()).collect();
+        let ids = caption_ids(tokenizer, &captions, device)?;
+        let negative = sampler
+            .uses_guidance()
+            .then(|| caption_ids(tokenizer, &vec![String::new(); chunk.len()], device))
+            .transpose()?;
+        let text = pipeline.encode_prompts(ids, negative)?;
+        let shape = [chunk.len(), pipeline.latent_channels(), world.frames, world.size, world.size];
+        let latents = noise.normal(shape, device);
+        let clean = pipeline.denoise(latents, &text, sampler, &mut noise, |_, _| {})?;
+        // (B, F, 3, H, W) in [0, 1] -> (B, 3, F, H, W) in [-1, 1]
+        let video = pipeline.decode(clean).permute([0, 2, 1, 3, 4]) * 2.0 - 1.0;
+        change += frame_change(&video) * chunk.len() as f64;
+        let (f, p) = judge.predict(video.clone());
+        features.extend(f);
+        predictions.extend(p);
+        clips.push(video);
+        progress.update(features.len(), &[]);
+    }
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    let (mean, per, exact) = accuracy(&predictions, &specs);
+    let frechet = frechet_distance(&Gaussian::fit(&features)?, &reference.gaussian);
+    let guidance = match sampler {
+        Sampler::Ddim { guidance_scale, .. } if sampler.uses_guidance() => Some(*guidance_scale),
+        _ => None,
+    };
+    let row = EvalRow {
+        name: name.into(),
+        steps: sampler.steps(),
+        guidance,
+        nfe: sampler.nfe(),
+        clips: specs.len(),
+        frechet,
+        frechet_floor: reference.floor,
+        accuracy: mean,
+        attribute_accuracy: per,
+        exact,
+        flicker: change / specs.len().max(1) as f64,
+        flicker_real: reference.flicker,
+        seconds_per_clip: seconds / specs.len().max(1) as f64,
+    };
+    Ok((row, Tensor::cat(clips, 0)))
+}
+
+/// The rows as a Markdown table.
+pub fn markdown_table(rows: &[EvalRow], real_accuracy: f64) -> String {
+    let mut out = String::from(
+        "| model | steps | CFG | NFE | clips | Fréchet (real floor) | prompt acc. | shape / colour / direction | all 3 | flicker (real) | s/clip |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let [s, c, d] = r.attribute_accuracy;
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {:.3} ({:.3}) | {:.3} | {:.2} / {:.2} / {:.2} | {:.3} | {:.4} ({:.4}) | {:.2} |\n",
+            r.name,
+            r.steps,
+            r.guidance.map_or("-".into(), |g| format!("{g}")),
+            r.nfe,
+            r.clips,
+            r.frechet,
+            r.frechet_floor,
+            r.accuracy,
+            s,
+            c,
+            d,
+            r.exact,
+            r.flicker,
+            r.flicker_real,
+            r.seconds_per_clip
+        );
+    }
+    out + &format!("\nJudge accuracy on real clips of the same prompts: {real_accuracy:.3} (chance: 0.278).\n")
+}

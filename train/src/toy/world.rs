@@ -249,4 +249,38 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn clips_are_deterministic_per_seed_and_move_as_captioned() {
+        let world = ToyWorld::default();
+        let a = world.render(&world.spec(5, Split::Train, 17));
+        assert_eq!(a, world.render(&world.spec(5, Split::Train, 17)));
+        assert_ne!(a, world.render(&world.spec(6, Split::Train, 17)));
+        for i in 0..40 {
+            let spec = world.spec(9, Split::Eval, i);
+            let clip = world.render(&spec);
+            let plane = world.size * world.size;
+            // Centroid of lit pixels (any channel above background) in the first and last frame.
+            let centroid = |f: usize| {
+                let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
+                for p in 0..plane {
+                    let lit: f32 = (0..3).map(|c| clip[(c * world.frames + f) * plane + p] + 1.0).sum();
+                    sx += lit * (p % world.size) as f32;
+                    sy += lit * (p / world.size) as f32;
+                    n += lit;
+                }
+                [sx / n, sy / n]
+            };
+            let (first, last) = (centroid(0), centroid(world.frames - 1));
+            let (dx, dy) = (last[0] - first[0], last[1] - first[1]);
+            let moved = match DIRECTIONS[spec.attributes.direction].0 {
+                "left" => -dx,
+                "right" => dx,
+                "up" => -dy,
+                _ => dy,
+            };
+            assert!(moved > 5.0 && moved > 3.0 * dx.abs().min(dy.abs()), "{:?}: moved {dx} {dy}", spec.attributes);
+            assert!(spec.attributes.caption().ends_with(DIRECTIONS[spec.attributes.direction].0));
+        }
+    }
 }

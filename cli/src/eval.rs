@@ -109,9 +109,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
 fn write_grid(clips: &Tensor<5>, path: &std::path::Path) -> anyhow::Result<()> {
     let [n, c, f, h, w] = clips.dims();
     let side = 4.min(n);
-    let take = side * side.min(n.div_ceil(side).max(1)).min(side);
-    let tiles = clips.clone().slice([0..take, 0..c, 0..f, 0..h, 0..w]);
-    let rows = take / side;
+    let rows = (n / side).min(4);
+    let tiles = clips.clone().slice([0..rows * side, 0..c, 0..f, 0..h, 0..w]);
     // (rows, side, 3, F, H, W) -> (F, 3, rows, H, side, W)
     let grid = tiles.reshape([rows, side, c, f, h, w]).permute([3, 2, 0, 4, 1, 5]).reshape([f, c, rows * h, side * w]);
     let video = Video::from_tensor(grid / 2.0 + 0.5);

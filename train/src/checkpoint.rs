@@ -18,7 +18,8 @@ use crate::error::TrainError;
 
 const STATE: &str = "state.json";
 
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+/// `dir` with `suffix` appended to its name (`run/image` -> `run/image.writing`).
+pub(crate) fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(suffix);
     dir.with_file_name(name)

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::preset;
 use super::vocabulary::write_tokenizer;
+use crate::checkpoint::sibling;
 use crate::error::TrainError;
 use crate::teacher::TextToVideo;
 
@@ -55,9 +56,7 @@ pub fn write_teacher_folder(model: &TextToVideo, dir: &Path) -> Result<(), Train
             format!("{} exists; the teacher folder is never overwritten", dir.display()),
         ));
     }
-    let mut staging_name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    staging_name.push(".writing");
-    let staging = dir.with_file_name(staging_name);
+    let staging = sibling(dir, ".writing");
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(TrainError::io(&staging))?;
     }

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use avdm_train::eval::{EvalSettings, real_accuracy};
 use avdm_train::judge::{JudgeTraining, train_judge};
+use burn::module::Module;
 use clap::Args;
 
 use crate::device::parse_device;
@@ -14,7 +16,7 @@ pub struct TrainJudgeArgs {
     /// Output folder (config.json + model.safetensors).
     #[arg(long, default_value = "runs/toy-judge")]
     out: PathBuf,
-    /// Training steps (preset: 600).
+    /// Training steps (preset: 2000).
     #[arg(long)]
     steps: Option<usize>,
     /// auto, cpu, wgpu, vulkan or cuda[:N].
@@ -34,6 +36,14 @@ pub fn run(args: TrainJudgeArgs) -> anyhow::Result<()> {
         settings.steps,
         started.elapsed().as_secs_f64(),
         args.out.display()
+    );
+    // Unseen real clips: the eval prompts of another seed than `avdm eval`'s default.
+    let check = EvalSettings { clips: 480, batch: 32, seed: 7, world: settings.world.clone() };
+    let (mean, [shape, colour, direction], exact) =
+        real_accuracy(&judge.valid(), &check, &device.clone().without_autodiff());
+    eprintln!(
+        "accuracy on {} real clips: {mean:.3} (shape {shape:.3}, colour {colour:.3}, direction {direction:.3}; all three {exact:.3})",
+        check.clips
     );
     Ok(())
 }

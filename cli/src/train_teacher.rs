@@ -37,10 +37,10 @@ pub struct TrainTeacherArgs {
     /// Continue from the checkpoints in the run folder.
     #[arg(long)]
     resume: bool,
-    /// Image-stage steps (preset: 2000).
+    /// Image-stage steps (preset: 1200).
     #[arg(long)]
     image_steps: Option<usize>,
-    /// Motion-stage steps (preset: 800).
+    /// Motion-stage steps (preset: 600).
     #[arg(long)]
     motion_steps: Option<usize>,
     /// Frames per image-stage step (preset: 32).

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use avdm_import::{
-    AdapterSource, ExportDtype, ImportError, LoadOptions, LoadedUNet, export_motion_adapter, export_unet_motion,
-    load_unet_2d, load_unet_motion, load_unet_motion_folder,
+    AdapterSource, ExportDtype, ImportError, LoadOptions, LoadedUNet, export_clip_text, export_motion_adapter,
+    export_unet_motion, load_clip_text, load_unet_2d, load_unet_motion, load_unet_motion_folder,
 };
 use avdm_model::UNetConfig;
 use avdm_model::unet::{MotionAdapterConfig, UNet2DConditionConfig, UNetMotionConfig};
@@ -144,6 +144,36 @@ fn exports_match_what_diffusers_writes_and_load_back_identically() {
         tensor(&fixture_tensors("tiny_unet/io.safetensors"), "a_out"),
         1e-4,
     );
+}
+
+#[test]
+fn clip_text_export_matches_transformers_and_loads_back() {
+    let source = fixture("tiny_pipeline/sd/text_encoder");
+    let clip = load_clip_text(&source, &LoadOptions::default(), &device()).expect("fixture text encoder");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("text_encoder");
+    let report = export_clip_text(&clip.model, &clip.config, &dir, ExportDtype::F32).expect("export");
+    assert_eq!(report.files, vec![dir.join("config.json"), dir.join("model.safetensors")]);
+    // The hub layout (`text_model.` prefix, read by transformers 4 and 5) with the values of the
+    // fixture; the hub file's int64 `position_ids` buffer is not a weight and is left out.
+    let ours = contents(&dir.join("model.safetensors"));
+    let mut hub = contents(&fixture("tiny_pipeline/text_encoder_hub/model.safetensors"));
+    assert!(hub.0.remove("text_model.embeddings.position_ids").is_some());
+    assert_eq!(layout(&ours), layout(&hub), "key names, shapes and dtypes");
+    for (key, (_, _, data)) in &hub.0 {
+        assert!(&ours.0[key].2 == data, "`{key}` differs from the transformers file");
+    }
+    let config = json(&dir.join("config.json"));
+    assert_eq!(config["architectures"], serde_json::json!(["CLIPTextModel"]));
+    // The folder loads back to the same encoder.
+    let loaded = load_clip_text(&dir, &LoadOptions::default(), &device()).expect("exported folder loads");
+    assert_eq!(loaded.config, clip.config);
+    assert!(loaded.report.unused.is_empty(), "unused keys {:?}", loaded.report.unused);
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 5, 9, 2, 1, 1], [1, 6]), &device());
+    let (a, b) = (clip.model.forward(ids.clone()).unwrap(), loaded.model.forward(ids).unwrap());
+    assert_eq!(max_abs_diff(a.last_hidden_state, b.last_hidden_state), 0.0);
+    // An existing, non-empty destination is refused.
+    assert!(export_clip_text(&clip.model, &clip.config, &dir, ExportDtype::F32).is_err());
 }
 
 #[test]

@@ -107,6 +107,14 @@ fn judge_all(
     (features, predictions, change / specs.len().max(1) as f64)
 }
 
+/// The judge's accuracy figures on real clips of the eval prompts: (mean, per attribute
+/// [shape, colour, direction], all three right).
+pub fn real_accuracy(judge: &Judge, settings: &EvalSettings, device: &Device) -> (f64, [f64; 3], f64) {
+    let specs = eval_specs(settings);
+    let (_, predictions, _) = judge_all(judge, &settings.world, &specs, settings.batch, device);
+    accuracy(&predictions, &specs)
+}
+
 /// Real clips of the eval prompts, and a second independent real set for the floor.
 pub fn real_reference(judge: &Judge, settings: &EvalSettings, device: &Device) -> Result<RealReference, TrainError> {
     let specs = eval_specs(settings);

@@ -168,7 +168,22 @@ pub struct JudgeTraining {
 
 impl JudgeTraining {
     pub fn toy() -> Self {
-        Self { steps: 600, batch: 32, learning_rate: 1e-3, max_noise: 0.2, seed: 1_000_003, world: ToyWorld::default() }
+        Self {
+            steps: 2000,
+            batch: 32,
+            learning_rate: 1e-3,
+            max_noise: 0.2,
+            seed: 1_000_003,
+            world: ToyWorld::default(),
+        }
+    }
+}
+
+impl JudgeTraining {
+    /// Cosine decay from `learning_rate` to zero over the run.
+    pub fn learning_rate_at(&self, step: usize) -> f64 {
+        let progress = step as f64 / self.steps.max(1) as f64;
+        self.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 }
 
@@ -191,7 +206,7 @@ pub fn train_judge(settings: &JudgeTraining, device: &Device) -> Result<(Judge, 
             return Err(TrainError::NonFinite { step, what: "judge loss", value: last });
         }
         let grads = GradientsParams::from_grads(loss.backward(), &judge);
-        judge = optim.step(settings.learning_rate, judge, grads);
+        judge = optim.step(settings.learning_rate_at(step), judge, grads);
         progress.update(step + 1, &[("loss", last)]);
     }
     progress.finish();

@@ -103,7 +103,7 @@ impl TeacherConfig {
             empty_caption: 0.1,
             checkpoint_every: 100,
         };
-        Self { seed: 0, world: ToyWorld::default(), image: stage(2000, 32), motion: stage(800, 4) }
+        Self { seed: 0, world: ToyWorld::default(), image: stage(1200, 32), motion: stage(600, 4) }
     }
 
     pub fn stage(&self, stage: Stage) -> &StageConfig {

@@ -15,6 +15,7 @@ use burn::prelude::*;
 use clap::{Args, ValueEnum};
 
 use crate::device::parse_device;
+use crate::output::{write_atomically, write_json_atomically};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum SamplerKind {
@@ -59,6 +60,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if args.clips < 2 || args.batch == 0 {
         bail!("--clips must be at least 2 and --batch positive");
     }
+    if args.steps.contains(&0) {
+        bail!("--steps: every step count must be positive");
+    }
     let device = parse_device(&args.device)?;
     let assets = default_assets_dir();
     let model = args.model.clone().unwrap_or_else(|| assets.join("teacher"));
@@ -92,15 +96,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             evaluate(&name, &loaded.pipeline, &loaded.tokenizer, &sampler, &judge, &reference, &settings, &device)?;
         write_grid(&clips, &args.out.join(format!("{name}.gif")))?;
         rows.push(row);
+        // After every row, so that a long run keeps what it measured.
+        let json = serde_json::json!({
+            "model": model, "judge": judge_dir, "settings": settings, "real_accuracy": reference.accuracy,
+            "rows": rows, "avdm_version": env!("CARGO_PKG_VERSION"),
+        });
+        write_json_atomically(&args.out.join("eval.json"), &json)?;
+        write_atomically(&args.out.join("eval.md"), &markdown_table(&rows, reference.accuracy))?;
     }
-    let table = markdown_table(&rows, reference.accuracy);
-    println!("{table}");
-    let json = serde_json::json!({
-        "model": model, "judge": judge_dir, "settings": settings, "real_accuracy": reference.accuracy,
-        "rows": rows, "avdm_version": env!("CARGO_PKG_VERSION"),
-    });
-    std::fs::write(args.out.join("eval.json"), serde_json::to_string_pretty(&json)? + "\n")?;
-    std::fs::write(args.out.join("eval.md"), &table)?;
+    println!("{}", markdown_table(&rows, reference.accuracy));
     eprintln!("wrote {}/eval.json, eval.md and sample grids", args.out.display());
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `avdm generate`: a diffusers pipeline folder + motion modules + a prompt in, a video out.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::device::parse_device;
 use crate::inspect::adapter_source;
+use crate::output::write_json_atomically;
 
 /// Which sampler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -195,14 +196,6 @@ fn progress_bar(steps: usize) -> ProgressBar {
     bar.set_style(style);
     bar.set_message("sampling");
     bar
-}
-
-/// Writes `value` as pretty JSON at `path` through a temporary file.
-fn write_json_atomically(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.partial");
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(&tmp, text + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {

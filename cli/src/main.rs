@@ -4,6 +4,7 @@ mod device;
 mod eval;
 mod generate;
 mod inspect;
+mod output;
 mod train_judge;
 mod train_teacher;
 

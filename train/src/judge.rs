@@ -26,13 +26,15 @@ pub const FEATURES: usize = 64;
 
 #[derive(Module, Debug)]
 pub struct Judge {
-    /// `(B, 3, F, 32, 32)` -> `(B, 16, F, 16, 16)`.
+    /// `(B, 3, F, 32, 32)` -> `(B, 16, F, 32, 32)`: full resolution, where shapes differ.
     pub conv1: Conv3d,
-    /// -> `(B, 32, F, 8, 8)`.
+    /// -> `(B, 32, F, 16, 16)`.
     pub conv2: Conv3d,
-    /// -> `(B, 64, F/2, 4, 4)`.
+    /// -> `(B, 64, F/2, 8, 8)`.
     pub conv3: Conv3d,
-    /// Pooled `(B, 64)` -> features `(B, 64)`.
+    /// -> `(B, 64, F/4, 4, 4)`.
+    pub conv4: Conv3d,
+    /// Mean- and max-pooled `(B, 128)` -> features `(B, 64)`.
     pub features: Linear,
     /// Features -> logits of all attributes, concatenated (`3 + 4 + 4`).
     pub heads: Linear,
@@ -56,21 +58,21 @@ fn conv(channels: [usize; 2], stride: [usize; 3], device: &Device) -> Conv3d {
 impl Judge {
     pub fn new(device: &Device) -> Self {
         Self {
-            conv1: conv([3, 16], [1, 2, 2], device),
+            conv1: conv([3, 16], [1, 1, 1], device),
             conv2: conv([16, 32], [1, 2, 2], device),
             conv3: conv([32, FEATURES], [2, 2, 2], device),
-            features: LinearConfig::new(FEATURES, FEATURES).init(device),
+            conv4: conv([FEATURES, FEATURES], [2, 2, 2], device),
+            features: LinearConfig::new(2 * FEATURES, FEATURES).init(device),
             heads: LinearConfig::new(FEATURES, ATTRIBUTE_CLASSES.iter().sum()).init(device),
         }
     }
 
     /// Clips `(B, 3, F, H, W)` in `[-1, 1]`.
     pub fn forward(&self, clips: Tensor<5>) -> Judgement {
-        let x = relu(self.conv1.forward(clips));
-        let x = relu(self.conv2.forward(x));
-        let x = relu(self.conv3.forward(x));
+        let x = [&self.conv1, &self.conv2, &self.conv3, &self.conv4].iter().fold(clips, |x, c| relu(c.forward(x)));
         let [b, c, _, _, _] = x.dims();
-        let pooled = x.reshape([b as i32, c as i32, -1]).mean_dim(2).reshape([b, c]);
+        let x = x.reshape([b as i32, c as i32, -1]);
+        let pooled = Tensor::cat(vec![x.clone().mean_dim(2), x.max_dim(2)], 1).reshape([b, 2 * c]);
         let features = relu(self.features.forward(pooled));
         let all = self.heads.forward(features.clone());
         let mut logits = Vec::new();

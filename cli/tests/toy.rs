@@ -1,0 +1,64 @@
+//! The toy-world commands (`train-teacher`, `train-judge`, `eval`): bad arguments and damaged
+//! or missing inputs fail with the reason named and a non-zero exit, writing nothing.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `avdm args`: (success, stderr).
+fn avdm(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_avdm")).args(args).output().expect("run avdm");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+fn assert_fails(args: &[&str], needle: &str) {
+    let (ok, stderr) = avdm(args);
+    assert!(!ok, "`avdm {}` succeeded", args.join(" "));
+    assert!(stderr.contains(needle), "`avdm {}`: stderr does not mention `{needle}`:\n{stderr}", args.join(" "));
+    assert!(!stderr.contains("panicked"), "`avdm {}` panicked:\n{stderr}", args.join(" "));
+}
+
+#[test]
+fn train_teacher_refuses_bad_settings_and_occupied_or_damaged_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    assert_fails(&["train-teacher", "--out", path(&run), "--image-batch", "0"], "batch");
+    assert_fails(&["train-teacher", "--out", path(&run), "--lr", "-1"], "learning_rate");
+    assert_fails(&["train-teacher", "--out", path(&run), "--stage", "sideways"], "--stage");
+    assert!(!run.exists(), "a refused run left its folder behind");
+
+    // A folder holding checkpoints is continued only on request.
+    fs::create_dir_all(run.join("image")).unwrap();
+    fs::write(run.join("image/state.json"), "{ not json").unwrap();
+    assert_fails(&["train-teacher", "--out", path(&run)], "--resume");
+    assert_fails(&["train-teacher", "--out", path(&run), "--resume"], "state.json");
+    // The motion stage needs a finished image stage.
+    let fresh = tmp.path().join("fresh");
+    assert_fails(&["train-teacher", "--out", path(&fresh), "--stage", "motion"], "image");
+}
+
+#[test]
+fn train_judge_writes_a_judge_and_eval_refuses_bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let judge = tmp.path().join("judge");
+    let (ok, stderr) = avdm(&["train-judge", "--out", path(&judge), "--steps", "2"]);
+    assert!(ok, "train-judge failed:\n{stderr}");
+    assert!(stderr.contains("accuracy on 480 real clips"), "no accuracy report:\n{stderr}");
+    assert!(judge.join("model.safetensors").is_file() && judge.join("config.json").is_file());
+
+    let out = tmp.path().join("eval");
+    let missing = tmp.path().join("no-such-model");
+    assert_fails(&["eval", "--model", path(&missing), "--judge", path(&judge), "--out", path(&out)], "no-such-model");
+    assert_fails(&["eval", "--judge", path(&tmp.path().join("no-judge")), "--out", path(&out)], "no-judge");
+    assert_fails(&["eval", "--steps", "25,0", "--out", path(&out)], "--steps");
+    assert_fails(&["eval", "--clips", "1", "--out", path(&out)], "--clips");
+    assert_fails(&["eval", "--sampler", "euler", "--out", path(&out)], "--sampler");
+    // A judge file that is not a judge.
+    fs::write(judge.join("model.safetensors"), b"garbage").unwrap();
+    assert_fails(&["eval", "--judge", path(&judge), "--out", path(&out)], "model.safetensors");
+    assert!(!out.exists(), "a refused eval left its output folder behind");
+}

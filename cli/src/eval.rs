@@ -87,7 +87,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 (format!("ddim-{n}"), Sampler::Ddim { scheduler, guidance_scale: args.guidance })
             }
             SamplerKind::Student => {
-                let config = StudentConfig { steps: n, ..StudentConfig::default() };
+                let config =
+                    StudentConfig { steps: n, timesteps: None, prediction_type: loaded.scheduler.prediction_type };
                 let schedule = DdimScheduler::new(loaded.scheduler.clone())?.schedule;
                 (format!("student-{n}"), Sampler::Student(StudentSampler::new(schedule, &config)?))
             }

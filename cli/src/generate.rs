@@ -164,7 +164,11 @@ fn build_sampler(args: &GenerateArgs, config: &DdimConfig) -> anyhow::Result<(Sa
                 config.beta_end,
                 config.num_train_timesteps,
             )?;
-            let student = StudentConfig { steps: args.steps.unwrap_or(4), timesteps: None };
+            let student = StudentConfig {
+                steps: args.steps.unwrap_or(4),
+                timesteps: None,
+                prediction_type: config.prediction_type,
+            };
             Ok((Sampler::Student(StudentSampler::new(schedule, &student).context("--steps")?), None))
         }
     }

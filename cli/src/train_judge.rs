@@ -16,7 +16,7 @@ pub struct TrainJudgeArgs {
     /// Output folder (config.json + model.safetensors).
     #[arg(long, default_value = "runs/toy-judge")]
     out: PathBuf,
-    /// Training steps (preset: 1000).
+    /// Training steps (preset: 1500).
     #[arg(long)]
     steps: Option<usize>,
     /// auto, cpu, wgpu, vulkan or cuda[:N].

@@ -120,7 +120,7 @@ pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
     if folder.exists() {
         std::fs::remove_dir_all(&folder).with_context(|| format!("replacing {}", folder.display()))?;
     }
-    write_teacher_folder(&model, &folder)?;
+    write_teacher_folder(&model, config.prediction_type, &folder)?;
     eprintln!("wrote {} ({:.0} s this run)", folder.display(), started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -27,7 +27,7 @@ fn train_teacher_refuses_bad_settings_and_occupied_or_damaged_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     assert_fails(&["train-teacher", "--out", path(&run), "--image-batch", "0"], "batch");
-    assert_fails(&["train-teacher", "--out", path(&run), "--lr", "-1"], "learning_rate");
+    assert_fails(&["train-teacher", "--out", path(&run), "--lr=-1"], "learning_rate");
     assert_fails(&["train-teacher", "--out", path(&run), "--stage", "sideways"], "--stage");
     assert!(!run.exists(), "a refused run left its folder behind");
 
@@ -61,4 +61,24 @@ fn train_judge_writes_a_judge_and_eval_refuses_bad_inputs() {
     fs::write(judge.join("model.safetensors"), b"garbage").unwrap();
     assert_fails(&["eval", "--judge", path(&judge), "--out", path(&out)], "model.safetensors");
     assert!(!out.exists(), "a refused eval left its output folder behind");
+}
+
+#[test]
+fn eval_runs_on_the_shipped_assets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("eval");
+    let (ok, stderr) = avdm(&["eval", "--steps", "2,1", "--clips", "6", "--batch", "3", "--out", path(&out)]);
+    assert!(ok, "eval on the shipped teacher and judge failed:\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    for (row, (name, nfe)) in rows.iter().zip([("ddim-2", 4), ("ddim-1", 2)]) {
+        assert_eq!(row["name"], name);
+        assert_eq!(row["nfe"], nfe, "guided DDIM evaluates the UNet twice per step");
+        assert_eq!(row["clips"], 6);
+        assert!(row["frechet"].as_f64().unwrap() >= 0.0 && row["frechet_floor"].as_f64().unwrap() >= 0.0);
+        assert!(out.join(format!("{name}.gif")).is_file());
+    }
+    assert!(json["real_accuracy"].as_f64().unwrap() > 0.9, "the shipped judge misreads real clips");
+    assert!(fs::read_to_string(out.join("eval.md")).unwrap().contains("| ddim-2 | 2 | 7.5 | 4 | 6 |"));
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig3d};
+use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig3d};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
@@ -34,6 +34,8 @@ pub struct Judge {
     pub conv3: Conv3d,
     /// -> `(B, 64, F/4, 4, 4)`.
     pub conv4: Conv3d,
+    /// A GroupNorm (8 groups) after each convolution.
+    pub norms: Vec<GroupNorm>,
     /// Mean- and max-pooled `(B, 128)` -> features `(B, 64)`.
     pub features: Linear,
     /// Features -> logits of all attributes, concatenated (`3 + 4 + 4`).
@@ -62,6 +64,7 @@ impl Judge {
             conv2: conv([16, 32], [1, 2, 2], device),
             conv3: conv([32, FEATURES], [2, 2, 2], device),
             conv4: conv([FEATURES, FEATURES], [2, 2, 2], device),
+            norms: [16, 32, FEATURES, FEATURES].map(|c| GroupNormConfig::new(8, c).init(device)).to_vec(),
             features: LinearConfig::new(2 * FEATURES, FEATURES).init(device),
             heads: LinearConfig::new(FEATURES, ATTRIBUTE_CLASSES.iter().sum()).init(device),
         }
@@ -69,7 +72,8 @@ impl Judge {
 
     /// Clips `(B, 3, F, H, W)` in `[-1, 1]`.
     pub fn forward(&self, clips: Tensor<5>) -> Judgement {
-        let x = [&self.conv1, &self.conv2, &self.conv3, &self.conv4].iter().fold(clips, |x, c| relu(c.forward(x)));
+        let convs = [&self.conv1, &self.conv2, &self.conv3, &self.conv4];
+        let x = convs.iter().zip(&self.norms).fold(clips, |x, (conv, norm)| relu(norm.forward(conv.forward(x))));
         let [b, c, _, _, _] = x.dims();
         let x = x.reshape([b as i32, c as i32, -1]);
         let pooled = Tensor::cat(vec![x.clone().mean_dim(2), x.max_dim(2)], 1).reshape([b, 2 * c]);
@@ -171,7 +175,7 @@ pub struct JudgeTraining {
 impl JudgeTraining {
     pub fn toy() -> Self {
         Self {
-            steps: 2000,
+            steps: 1500,
             batch: 32,
             learning_rate: 1e-3,
             max_noise: 0.2,

@@ -16,7 +16,7 @@ use avdm_import::ClipTokenizer;
 use avdm_model::clip::ClipTextTransformer;
 use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::repeat_per_frame;
-use avdm_model::sched::NoiseSchedule;
+use avdm_model::sched::{NoiseSchedule, PredictionType};
 use avdm_model::{UNetConfig, UNetMotionModel};
 use burn::module::{Module, ModuleMapper, Param, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
@@ -86,6 +86,9 @@ pub struct StageConfig {
 pub struct TeacherConfig {
     pub seed: u64,
     pub world: ToyWorld,
+    /// What the UNet learns to output (both stages; written to the scheduler config).
+    #[serde(default)]
+    pub prediction_type: PredictionType,
     pub image: StageConfig,
     pub motion: StageConfig,
 }
@@ -103,7 +106,13 @@ impl TeacherConfig {
             empty_caption: 0.1,
             checkpoint_every: 100,
         };
-        Self { seed: 0, world: ToyWorld::default(), image: stage(1200, 32), motion: stage(600, 4) }
+        Self {
+            seed: 0,
+            world: ToyWorld::default(),
+            prediction_type: PredictionType::VPrediction,
+            image: stage(1200, 32),
+            motion: stage(600, 4),
+        }
     }
 
     pub fn stage(&self, stage: Stage) -> &StageConfig {
@@ -206,12 +215,14 @@ pub fn set_trainable(model: TextToVideo, stage: Stage) -> TextToVideo {
     }
 }
 
-/// `||eps - eps_theta(sqrt(a_t) x0 + sqrt(1 - a_t) eps, t, text)||^2` averaged over all values.
+/// `||target - model(sqrt(a_t) x0 + sqrt(1 - a_t) eps, t, text)||^2` averaged over all values,
+/// where the target is `eps`, `x0` or `v` as `prediction` says.
 ///
 /// `x0 (B, 3, F, H, W)`, `ids (B, L)`, one timestep per clip, `noise` like `x0`.
 pub fn denoising_loss(
     model: &TextToVideo,
     schedule: &NoiseSchedule,
+    prediction: PredictionType,
     x0: Tensor<5>,
     ids: Tensor<2, Int>,
     timesteps: &[usize],
@@ -221,11 +232,12 @@ pub fn denoising_loss(
     let device = x0.device();
     let (signal, sigma): (Vec<f32>, Vec<f32>) = timesteps.iter().map(|&t| schedule.scales(t)).unzip();
     let column = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device).reshape([b, 1, 1, 1, 1]);
-    let x_t = x0 * column(signal) + noise.clone() * column(sigma);
+    let (signal, sigma) = (column(signal), column(sigma));
+    let x_t = x0.clone() * signal.clone() + noise.clone() * sigma.clone();
     let t = Tensor::<1>::from_floats(timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>().as_slice(), &device);
     let text = repeat_per_frame(model.text_encoder.embed(ids, 0)?, f);
     let predicted = model.unet.forward(x_t, t, text)?;
-    Ok((predicted - noise).square().mean())
+    Ok((predicted - prediction.target(x0, noise, signal, sigma)).square().mean())
 }
 
 /// Token ids `(B, L)` of the captions.
@@ -347,7 +359,8 @@ pub fn train_stage(
         let step = state.step;
         let data = step_data(config, stage, step, device);
         let ids = caption_ids(tokenizer, &data.captions, device)?;
-        let loss = denoising_loss(&model, &schedule, data.x0, ids, &data.timesteps, data.noise)?;
+        let loss =
+            denoising_loss(&model, &schedule, config.prediction_type, data.x0, ids, &data.timesteps, data.noise)?;
         let value = loss.clone().into_scalar::<f32>() as f64;
         if !value.is_finite() {
             return Err(TrainError::NonFinite { step, what: "loss", value });

@@ -38,7 +38,9 @@ fn held_out_loss(model: &TextToVideo, config: &TeacherConfig, stage: Stage, toke
     let data = step_data(config, stage, 10_000, &device);
     let ids = caption_ids(tokenizer, &data.captions, &device).expect("captions tokenize");
     let schedule = stage.schedule();
-    denoising_loss(model, &schedule, data.x0, ids, &data.timesteps, data.noise).expect("loss").into_scalar::<f32>()
+    denoising_loss(model, &schedule, config.prediction_type, data.x0, ids, &data.timesteps, data.noise)
+        .expect("loss")
+        .into_scalar::<f32>()
 }
 
 fn train(

@@ -19,12 +19,48 @@ pub enum TimestepSpacing {
 }
 
 /// What the model predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PredictionType {
+    #[default]
     Epsilon,
     Sample,
     VPrediction,
+}
+
+impl PredictionType {
+    /// What the model should output for `x_t = alpha x0 + sigma noise` (`alpha`, `sigma`
+    /// broadcast against `x0`): `noise`, `x0`, or `v = alpha noise - sigma x0`.
+    pub fn target<const D: usize>(
+        self,
+        x0: Tensor<D>,
+        noise: Tensor<D>,
+        alpha: Tensor<D>,
+        sigma: Tensor<D>,
+    ) -> Tensor<D> {
+        match self {
+            PredictionType::Epsilon => noise,
+            PredictionType::Sample => x0,
+            PredictionType::VPrediction => noise * alpha - x0 * sigma,
+        }
+    }
+
+    /// `(x0, eps)` from the model's `output` at `x_t = sample` with scales `alpha`, `sigma`.
+    pub fn x0_and_eps<const D: usize>(
+        self,
+        output: Tensor<D>,
+        sample: Tensor<D>,
+        alpha: f32,
+        sigma: f32,
+    ) -> (Tensor<D>, Tensor<D>) {
+        match self {
+            PredictionType::Epsilon => ((sample - output.clone() * sigma) / alpha, output),
+            PredictionType::Sample => ((output.clone()), (sample - output * alpha) / sigma),
+            PredictionType::VPrediction => {
+                (sample.clone() * alpha - output.clone() * sigma, output * alpha + sample * sigma)
+            }
+        }
+    }
 }
 
 /// diffusers `DDIMScheduler` config (`scheduler/scheduler_config.json`), with its defaults.
@@ -212,17 +248,7 @@ impl DdimScheduler {
         let beta_prev = 1.0 - alpha_prev;
         let (sqrt_a, sqrt_b) = (alpha_t.sqrt(), beta_t.sqrt());
 
-        let (mut x0, eps) = match self.config.prediction_type {
-            PredictionType::Epsilon => ((sample.clone() - model_output.clone() * sqrt_b) / sqrt_a, model_output),
-            PredictionType::Sample => {
-                let eps = (sample.clone() - model_output.clone() * sqrt_a) / sqrt_b;
-                (model_output, eps)
-            }
-            PredictionType::VPrediction => (
-                sample.clone() * sqrt_a - model_output.clone() * sqrt_b,
-                model_output * sqrt_a + sample.clone() * sqrt_b,
-            ),
-        };
+        let (mut x0, eps) = self.config.prediction_type.x0_and_eps(model_output, sample, sqrt_a, sqrt_b);
         if self.config.clip_sample {
             let r = self.config.clip_sample_range as f32;
             x0 = x0.clamp(-r, r);
@@ -236,5 +262,28 @@ impl DdimScheduler {
             prev = prev + noise * std_dev;
         }
         DdimStep { prev_sample: prev, pred_original_sample: x0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each parameterisation's training target, read back by `x0_and_eps`, gives the clean
+    /// sample and the noise it was made from.
+    #[test]
+    fn targets_invert_to_x0_and_noise() {
+        let device = Device::flex();
+        let x0 = Tensor::<2>::from_floats([[0.5, -1.0, 0.25]], &device);
+        let noise = Tensor::<2>::from_floats([[1.5, 0.3, -0.7]], &device);
+        let (alpha, sigma) = NoiseSchedule::animatediff().scales(700);
+        let scale = |v: f32| Tensor::<2>::full([1, 3], v, &device);
+        let sample = x0.clone() * alpha + noise.clone() * sigma;
+        for kind in [PredictionType::Epsilon, PredictionType::Sample, PredictionType::VPrediction] {
+            let target = kind.target(x0.clone(), noise.clone(), scale(alpha), scale(sigma));
+            let (x0_back, eps_back) = kind.x0_and_eps(target, sample.clone(), alpha, sigma);
+            let err = |a: Tensor<2>, b: &Tensor<2>| (a - b.clone()).abs().max().into_scalar::<f32>();
+            assert!(err(x0_back, &x0) < 1e-5 && err(eps_back, &noise) < 1e-5, "{kind:?}");
+        }
     }
 }

@@ -4,6 +4,6 @@ pub mod ddim;
 pub mod schedule;
 pub mod student;
 
-pub use ddim::{DdimConfig, DdimScheduler, DdimStep, TimestepSpacing};
+pub use ddim::{DdimConfig, DdimScheduler, DdimStep, PredictionType, TimestepSpacing};
 pub use schedule::{BetaSchedule, NoiseSchedule};
 pub use student::{StudentConfig, StudentSampler, trailing_timesteps};

@@ -5,6 +5,7 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::ddim::PredictionType;
 use super::schedule::NoiseSchedule;
 use crate::error::ConfigError;
 
@@ -16,11 +17,14 @@ pub struct StudentConfig {
     /// Explicit timesteps, descending; overrides `steps` when given.
     #[serde(default)]
     pub timesteps: Option<Vec<usize>>,
+    /// What the model outputs (its scheduler config's `prediction_type`).
+    #[serde(default)]
+    pub prediction_type: PredictionType,
 }
 
 impl Default for StudentConfig {
     fn default() -> Self {
-        Self { steps: 4, timesteps: None }
+        Self { steps: 4, timesteps: None, prediction_type: PredictionType::Epsilon }
     }
 }
 
@@ -36,6 +40,7 @@ pub struct StudentSampler {
     pub schedule: NoiseSchedule,
     /// Descending timesteps; the first receives pure noise.
     pub timesteps: Vec<usize>,
+    pub prediction_type: PredictionType,
 }
 
 impl StudentSampler {
@@ -61,13 +66,14 @@ impl StudentSampler {
         if timesteps.windows(2).any(|w| w[0] <= w[1]) {
             return Err(ConfigError::invalid("timesteps", format!("{timesteps:?} is not strictly descending")));
         }
-        Ok(Self { schedule, timesteps })
+        Ok(Self { schedule, timesteps, prediction_type: config.prediction_type })
     }
 
-    /// `x_0 = (x_t - sqrt(1 - ᾱ_t) ε) / sqrt(ᾱ_t)`, any shape.
-    pub fn predict_x0<const D: usize>(&self, x_t: Tensor<D>, eps: Tensor<D>, t: usize) -> Tensor<D> {
+    /// `x_0` from the model's output at `x_t` (for an ε model:
+    /// `x_0 = (x_t - sqrt(1 - ᾱ_t) ε) / sqrt(ᾱ_t)`), any shape.
+    pub fn predict_x0<const D: usize>(&self, x_t: Tensor<D>, output: Tensor<D>, t: usize) -> Tensor<D> {
         let (signal, noise) = self.schedule.scales(t);
-        (x_t - eps * noise) / signal
+        self.prediction_type.x0_and_eps(output, x_t, signal, noise).0
     }
 
     /// `x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε`, any shape.
@@ -88,8 +94,8 @@ impl StudentSampler {
     ) -> Result<Tensor<D>, E> {
         let mut x = x_t;
         for (i, &t) in self.timesteps.iter().enumerate() {
-            let eps = eps_model(x.clone(), t)?;
-            let x0 = self.predict_x0(x, eps, t);
+            let output = eps_model(x.clone(), t)?;
+            let x0 = self.predict_x0(x, output, t);
             x = match self.timesteps.get(i + 1) {
                 Some(&next) => self.add_noise(x0, fresh_noise(), next),
                 None => x0,
@@ -112,17 +118,23 @@ mod tests {
         assert_eq!(sampler(&StudentConfig::default()).unwrap().timesteps, vec![999, 749, 499, 249]);
         assert_eq!(trailing_timesteps(1000, 1), vec![999]);
         assert_eq!(trailing_timesteps(1000, 3), vec![999, 666, 332]);
-        let explicit = StudentConfig { steps: 4, timesteps: Some(vec![999, 500]) };
+        let explicit = StudentConfig { steps: 4, timesteps: Some(vec![999, 500]), ..StudentConfig::default() };
         assert_eq!(sampler(&explicit).unwrap().timesteps, vec![999, 500]);
     }
 
     #[test]
     fn bad_timesteps_are_rejected() {
         let err = |c: StudentConfig| sampler(&c).unwrap_err().to_string();
-        assert!(err(StudentConfig { steps: 0, timesteps: None }).contains("steps"));
-        assert!(err(StudentConfig { steps: 4, timesteps: Some(vec![1000, 10]) }).contains("outside"));
-        assert!(err(StudentConfig { steps: 4, timesteps: Some(vec![10, 500]) }).contains("descending"));
-        assert!(err(StudentConfig { steps: 4, timesteps: Some(vec![]) }).contains("empty"));
+        assert!(err(StudentConfig { steps: 0, timesteps: None, ..StudentConfig::default() }).contains("steps"));
+        assert!(
+            err(StudentConfig { steps: 4, timesteps: Some(vec![1000, 10]), ..StudentConfig::default() })
+                .contains("outside")
+        );
+        assert!(
+            err(StudentConfig { steps: 4, timesteps: Some(vec![10, 500]), ..StudentConfig::default() })
+                .contains("descending")
+        );
+        assert!(err(StudentConfig { steps: 4, timesteps: Some(vec![]), ..StudentConfig::default() }).contains("empty"));
     }
 
     /// A model that knows the clean sample exactly lands on it from any start, and each step

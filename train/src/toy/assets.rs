@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use avdm_import::{ExportDtype, export_clip_text, export_unet_motion};
+use avdm_model::sched::PredictionType;
 use serde_json::json;
 
 use super::preset;
@@ -25,8 +26,9 @@ pub fn default_assets_dir() -> PathBuf {
     if local.is_dir() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/toy") }
 }
 
-/// The scheduler config of the toy video teacher: DDIM over AnimateDiff's schedule.
-pub fn scheduler_config() -> serde_json::Value {
+/// The scheduler config of the toy video teacher: DDIM over AnimateDiff's schedule, for a model
+/// that outputs `prediction_type`.
+pub fn scheduler_config(prediction_type: PredictionType) -> serde_json::Value {
     json!({
         "_class_name": "DDIMScheduler",
         "_diffusers_version": avdm_import::export::DIFFUSERS_VERSION,
@@ -35,7 +37,7 @@ pub fn scheduler_config() -> serde_json::Value {
         "beta_start": 0.00085,
         "clip_sample": false,
         "num_train_timesteps": 1000,
-        "prediction_type": "epsilon",
+        "prediction_type": prediction_type,
         "set_alpha_to_one": true,
         "steps_offset": 1,
         "timestep_spacing": "linspace",
@@ -49,7 +51,11 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), TrainError> 
 
 /// Writes the video teacher as a pipeline folder at `dir` (which must not exist), through a
 /// temporary folder so that a failure leaves nothing behind.
-pub fn write_teacher_folder(model: &TextToVideo, dir: &Path) -> Result<(), TrainError> {
+pub fn write_teacher_folder(
+    model: &TextToVideo,
+    prediction_type: PredictionType,
+    dir: &Path,
+) -> Result<(), TrainError> {
     if dir.exists() {
         return Err(TrainError::setting(
             "out",
@@ -78,6 +84,6 @@ pub fn write_teacher_folder(model: &TextToVideo, dir: &Path) -> Result<(), Train
     export_clip_text(&model.text_encoder, &preset::text_config(), &staging.join("text_encoder"), ExportDtype::F32)?;
     write_tokenizer(&staging.join("tokenizer")).map_err(TrainError::io(staging.join("tokenizer")))?;
     fs::create_dir_all(staging.join("scheduler")).map_err(TrainError::io(staging.join("scheduler")))?;
-    write_json(&staging.join("scheduler").join("scheduler_config.json"), &scheduler_config())?;
+    write_json(&staging.join("scheduler").join("scheduler_config.json"), &scheduler_config(prediction_type))?;
     fs::rename(&staging, dir).map_err(TrainError::io(dir))
 }

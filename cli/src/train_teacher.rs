@@ -16,6 +16,7 @@ use avdm_train::toy::vocabulary::write_tokenizer;
 use clap::{Args, ValueEnum};
 
 use crate::device::parse_device;
+use crate::output::write_json_atomically;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Stages {
@@ -90,7 +91,7 @@ pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
     let tokenizer_dir = args.out.join("tokenizer");
     write_tokenizer(&tokenizer_dir).with_context(|| format!("writing {}", tokenizer_dir.display()))?;
     let tokenizer = ClipTokenizer::from_folder(&tokenizer_dir)?;
-    std::fs::write(args.out.join("config.json"), serde_json::to_string_pretty(&config)? + "\n")?;
+    write_json_atomically(&args.out.join("config.json"), &config)?;
     let started = Instant::now();
 
     let image = match args.stage {

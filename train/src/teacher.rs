@@ -339,17 +339,20 @@ pub fn train_stage(
     let mut state = StageState { stage, step: 0, config: config.clone(), loss: f64::NAN, seconds: 0.0 };
     if resume && let Some(checkpoint) = Checkpoint::find(&dir) {
         let saved: StageState = checkpoint.state()?;
-        if saved.stage != stage || saved.config.seed != config.seed || saved.config.world != config.world {
+        let same_run = saved.stage == stage
+            && saved.config.seed == config.seed
+            && saved.config.world == config.world
+            && saved.config.prediction_type == config.prediction_type;
+        if !same_run {
             return Err(TrainError::Checkpoint {
                 path: checkpoint.dir().into(),
-                message: "was written by a run with another stage, seed or world; resume it with the same settings or start a new run folder".into(),
+                message: "was written by a run with another stage, seed, world or prediction type; resume it with the same settings or start a new run folder".into(),
             });
         }
         model = set_trainable(checkpoint.module("model", model)?, stage);
         optim = checkpoint.optimizer("model", optim)?;
-        state.step = saved.step;
-        state.seconds = saved.seconds;
         eprintln!("resuming the {} stage at step {}", stage.name(), saved.step);
+        state = StageState { config: config.clone(), ..saved };
     }
     let progress = Progress::new(&format!("teacher/{}", stage.name()), state.step, settings.steps, 50);
     let started = std::time::Instant::now();

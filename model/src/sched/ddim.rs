@@ -55,7 +55,7 @@ impl PredictionType {
     ) -> (Tensor<D>, Tensor<D>) {
         match self {
             PredictionType::Epsilon => ((sample - output.clone() * sigma) / alpha, output),
-            PredictionType::Sample => ((output.clone()), (sample - output * alpha) / sigma),
+            PredictionType::Sample => (output.clone(), (sample - output * alpha) / sigma),
             PredictionType::VPrediction => {
                 (sample.clone() * alpha - output.clone() * sigma, output * alpha + sample * sigma)
             }

@@ -22,6 +22,14 @@ pub fn parse_device(name: &str) -> anyhow::Result<Device> {
     }
 }
 
+/// Worker threads for data-parallel CPU training on the device `--device name` picks: the
+/// machine's cores on the CPU (whose backend runs most operations on one thread), one on a GPU.
+pub fn default_threads(name: &str) -> usize {
+    let gpu_built = cfg!(any(feature = "cuda", feature = "wgpu"));
+    let on_cpu = matches!(name, "cpu" | "flex") || (name == "auto" && !gpu_built);
+    if on_cpu { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 }
+}
+
 fn auto_device() -> Device {
     #[cfg(feature = "cuda")]
     return Device::cuda(0);

@@ -14,7 +14,7 @@ use avdm_train::toy::assets::default_assets_dir;
 use burn::prelude::*;
 use clap::{Args, ValueEnum};
 
-use crate::device::parse_device;
+use crate::device::{default_threads, parse_device};
 use crate::output::{write_atomically, write_json_atomically};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -46,6 +46,9 @@ pub struct EvalArgs {
     /// Clips per sampling batch.
     #[arg(long, default_value_t = 16)]
     batch: usize,
+    /// Threads sampling batches side by side (default: all cores on the CPU, 1 on a GPU).
+    #[arg(long)]
+    threads: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Output folder for eval.json, eval.md and the sample grids.
@@ -70,7 +73,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let loaded = load_pipeline(&model, None, &LoadOptions::default(), &device)
         .with_context(|| format!("loading the model {}", model.display()))?;
     let judge = Judge::load(&judge_dir, &device)?;
-    let settings = EvalSettings { clips: args.clips, batch: args.batch, seed: args.seed, ..EvalSettings::default() };
+    let threads = args.threads.unwrap_or_else(|| default_threads(&args.device));
+    if threads == 0 {
+        bail!("--threads must be positive");
+    }
+    let settings =
+        EvalSettings { clips: args.clips, batch: args.batch, threads, seed: args.seed, ..EvalSettings::default() };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let reference = real_reference(&judge, &settings, &device)?;
     let steps = if args.steps.is_empty() {

@@ -1,5 +1,6 @@
 //! `avdm`: distill AnimateDiff into a 4-step video generator (AVDM2), in one binary.
 
+mod allocator;
 mod device;
 mod eval;
 mod generate;
@@ -29,6 +30,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let result = match Cli::parse().command {
         Command::Inspect(args) => inspect::run(args),
         Command::Generate(args) => generate::run(*args),

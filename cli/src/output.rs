@@ -18,3 +18,61 @@ pub fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
 pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     write_atomically(path, &(serde_json::to_string_pretty(value)? + "\n"))
 }
+
+/// Writes a folder at `path` whole or not at all: `write` fills `<path>.partial/`, which then
+/// takes the place of `path`. If `write` fails, an existing folder at `path` stays as it was.
+pub fn write_folder_atomically(path: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let sibling = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let (staging, old) = (sibling(".partial"), sibling(".old"));
+    for leftover in [&staging, &old] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(leftover).with_context(|| format!("removing {}", leftover.display()))?;
+        }
+    }
+    if let Err(e) = write(&staging) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    if path.exists() {
+        std::fs::rename(path, &old).with_context(|| format!("moving {} aside", path.display()))?;
+    }
+    std::fs::rename(&staging, path).with_context(|| format!("cannot write {}", path.display()))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_is_replaced_only_when_its_writer_succeeds() {
+        let root = tempfile::tempdir().unwrap();
+        let folder = root.path().join("teacher");
+        let write = |text: &'static str| {
+            move |dir: &Path| -> anyhow::Result<()> {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join("weights"), text)?;
+                Ok(())
+            }
+        };
+        write_folder_atomically(&folder, write("first")).unwrap();
+        assert_eq!(std::fs::read_to_string(folder.join("weights")).unwrap(), "first");
+        let failed = write_folder_atomically(&folder, |dir| {
+            write("half")(dir)?;
+            anyhow::bail!("disk full")
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read_to_string(folder.join("weights")).unwrap(), "first", "the old folder is intact");
+        write_folder_atomically(&folder, write("second")).unwrap();
+        assert_eq!(std::fs::read_to_string(folder.join("weights")).unwrap(), "second");
+        let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("teacher")], "no staging folder is left");
+    }
+}

@@ -9,6 +9,7 @@ use burn::module::Module;
 use clap::Args;
 
 use crate::device::parse_device;
+use crate::output::write_folder_atomically;
 
 /// Train the toy judge (the metric network of `avdm eval`).
 #[derive(Args)]
@@ -30,7 +31,7 @@ pub fn run(args: TrainJudgeArgs) -> anyhow::Result<()> {
     settings.steps = args.steps.unwrap_or(settings.steps);
     let started = Instant::now();
     let (judge, loss) = train_judge(&settings, &device)?;
-    judge.save(&args.out)?;
+    write_folder_atomically(&args.out, |staging| Ok(judge.save(staging)?))?;
     eprintln!(
         "judge: {} steps, last loss {loss:.4}, {:.0} s; wrote {}",
         settings.steps,
@@ -38,7 +39,7 @@ pub fn run(args: TrainJudgeArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     // Unseen real clips: the eval prompts of another seed than `avdm eval`'s default.
-    let check = EvalSettings { clips: 480, batch: 32, seed: 7, world: settings.world.clone() };
+    let check = EvalSettings { clips: 480, batch: 32, threads: 1, seed: 7, world: settings.world.clone() };
     let (mean, [shape, colour, direction], exact) =
         real_accuracy(&judge.valid(), &check, &device.clone().without_autodiff());
     eprintln!(

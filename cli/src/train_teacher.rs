@@ -15,8 +15,8 @@ use avdm_train::toy::preset;
 use avdm_train::toy::vocabulary::write_tokenizer;
 use clap::{Args, ValueEnum};
 
-use crate::device::parse_device;
-use crate::output::write_json_atomically;
+use crate::device::{default_threads, parse_device};
+use crate::output::{write_folder_atomically, write_json_atomically};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Stages {
@@ -38,10 +38,10 @@ pub struct TrainTeacherArgs {
     /// Continue from the checkpoints in the run folder.
     #[arg(long)]
     resume: bool,
-    /// Image-stage steps (preset: 1200).
+    /// Image-stage steps (preset: 3000).
     #[arg(long)]
     image_steps: Option<usize>,
-    /// Motion-stage steps (preset: 600).
+    /// Motion-stage steps (preset: 3000).
     #[arg(long)]
     motion_steps: Option<usize>,
     /// Frames per image-stage step (preset: 32).
@@ -58,6 +58,9 @@ pub struct TrainTeacherArgs {
     checkpoint_every: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// CPU threads each step's batch is split over (default: all cores on the CPU, 1 on a GPU).
+    #[arg(long)]
+    threads: Option<usize>,
     /// auto, cpu, wgpu, vulkan or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -67,6 +70,7 @@ impl TrainTeacherArgs {
     fn config(&self) -> TeacherConfig {
         let mut config = TeacherConfig::toy();
         config.seed = self.seed;
+        config.threads = self.threads.unwrap_or_else(|| default_threads(&self.device));
         let overrides =
             [(Stage::Image, self.image_steps, self.image_batch), (Stage::Motion, self.motion_steps, self.motion_batch)];
         for (stage, steps, batch) in overrides {
@@ -118,10 +122,7 @@ pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
     let (model, state) = train_stage(&config, Stage::Motion, init, &tokenizer, &args.out, resume, &device)?;
     report(&state);
     let folder = args.out.join("teacher");
-    if folder.exists() {
-        std::fs::remove_dir_all(&folder).with_context(|| format!("replacing {}", folder.display()))?;
-    }
-    write_teacher_folder(&model, config.prediction_type, &folder)?;
+    write_folder_atomically(&folder, |staging| Ok(write_teacher_folder(&model, config.prediction_type, staging)?))?;
     eprintln!("wrote {} ({:.0} s this run)", folder.display(), started.elapsed().as_secs_f64());
     Ok(())
 }

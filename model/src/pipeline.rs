@@ -63,7 +63,7 @@ pub struct TextConditioning {
 }
 
 /// The networks of a text-to-video pipeline.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct VideoPipeline {
     pub text_encoder: ClipTextTransformer,
     pub unet: UNetMotionModel,

@@ -24,6 +24,9 @@ pub struct EvalSettings {
     pub clips: usize,
     /// Clips per sampling batch.
     pub batch: usize,
+    /// Threads sampling batches side by side (Burn's CPU backend runs most operations on one
+    /// thread).
+    pub threads: usize,
     /// Seed of the eval prompts, the real clips and the sampling noise.
     pub seed: u64,
     pub world: ToyWorld,
@@ -31,7 +34,7 @@ pub struct EvalSettings {
 
 impl Default for EvalSettings {
     fn default() -> Self {
-        Self { clips: 256, batch: 16, seed: 0, world: ToyWorld::default() }
+        Self { clips: 256, batch: 16, threads: 1, seed: 0, world: ToyWorld::default() }
     }
 }
 
@@ -126,8 +129,51 @@ pub fn real_reference(judge: &Judge, settings: &EvalSettings, device: &Device) -
     Ok(RealReference { gaussian, floor, flicker, accuracy: accuracy(&predictions, &specs).0 })
 }
 
-/// Samples one clip per eval prompt with `sampler` and measures it. Returns the row and the
-/// generated clips `(N, 3, F, H, W)` in `[-1, 1]`.
+/// What one sampled batch of clips gave.
+struct BatchResult {
+    features: Vec<Vec<f32>>,
+    predictions: Vec<[usize; 3]>,
+    /// Frame change summed over the batch's clips.
+    change: f64,
+    /// `(B, 3, F, H, W)` in `[-1, 1]`.
+    video: Tensor<5>,
+}
+
+/// Samples batch `index` of the eval prompts (its own noise stream, so batches can run in any
+/// order) and judges it.
+#[allow(clippy::too_many_arguments)]
+fn sample_batch(
+    index: usize,
+    chunk: &[ClipSpec],
+    pipeline: &VideoPipeline,
+    tokenizer: &ClipTokenizer,
+    sampler: &Sampler,
+    judge: &Judge,
+    settings: &EvalSettings,
+    device: &Device,
+) -> Result<BatchResult, TrainError> {
+    let world = &settings.world;
+    let mut noise = NoiseSource::new(settings.seed ^ (index as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93));
+    let captions: Vec<String> = chunk.iter().map(|s| s.attributes.caption()).collect();
+    let ids = caption_ids(tokenizer, &captions, device)?;
+    let negative = sampler
+        .uses_guidance()
+        .then(|| caption_ids(tokenizer, &vec![String::new(); chunk.len()], device))
+        .transpose()?;
+    let text = pipeline.encode_prompts(ids, negative)?;
+    let shape = [chunk.len(), pipeline.latent_channels(), world.frames, world.size, world.size];
+    let latents = noise.normal(shape, device);
+    let clean = pipeline.denoise(latents, &text, sampler, &mut noise, |_, _| {})?;
+    // (B, F, 3, H, W) in [0, 1] -> (B, 3, F, H, W) in [-1, 1]
+    let video = pipeline.decode(clean).permute([0, 2, 1, 3, 4]) * 2.0 - 1.0;
+    let change = frame_change(&video) * chunk.len() as f64;
+    let (features, predictions) = judge.predict(video.clone());
+    Ok(BatchResult { features, predictions, change, video })
+}
+
+/// Samples one clip per eval prompt with `sampler`, batches spread over `settings.threads`
+/// threads, and measures them. Returns the row and the generated clips `(N, 3, F, H, W)` in
+/// `[-1, 1]`.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     name: &str,
@@ -140,32 +186,45 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<(EvalRow, Tensor<5>), TrainError> {
     let specs = eval_specs(settings);
-    let world = &settings.world;
-    let mut noise = NoiseSource::new(settings.seed);
-    let (mut features, mut predictions, mut clips, mut change) = (Vec::new(), Vec::new(), Vec::new(), 0.0);
+    let chunks: Vec<&[ClipSpec]> = specs.chunks(settings.batch.max(1)).collect();
+    let workers = settings.threads.clamp(1, chunks.len().max(1));
     let progress = Progress::new(name, 0, specs.len(), settings.batch.max(1) * 4);
     let started = Instant::now();
-    for chunk in specs.chunks(settings.batch.max(1)) {
-        let captions: Vec<String> = chunk.iter().map(|s| s.attributes.caption()).collect();
-        let ids = caption_ids(tokenizer, &captions, device)?;
-        let negative = sampler
-            .uses_guidance()
-            .then(|| caption_ids(tokenizer, &vec![String::new(); chunk.len()], device))
-            .transpose()?;
-        let text = pipeline.encode_prompts(ids, negative)?;
-        let shape = [chunk.len(), pipeline.latent_channels(), world.frames, world.size, world.size];
-        let latents = noise.normal(shape, device);
-        let clean = pipeline.denoise(latents, &text, sampler, &mut noise, |_, _| {})?;
-        // (B, F, 3, H, W) in [0, 1] -> (B, 3, F, H, W) in [-1, 1]
-        let video = pipeline.decode(clean).permute([0, 2, 1, 3, 4]) * 2.0 - 1.0;
-        change += frame_change(&video) * chunk.len() as f64;
-        let (f, p) = judge.predict(video.clone());
-        features.extend(f);
-        predictions.extend(p);
-        clips.push(video);
-        progress.update(features.len(), &[]);
-    }
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let mut results: Vec<Option<BatchResult>> = std::thread::scope(|scope| {
+        for worker in 0..workers {
+            let (sender, chunks) = (sender.clone(), &chunks);
+            let (pipeline, judge) = (pipeline.clone(), judge.clone());
+            scope.spawn(move || {
+                for index in (worker..chunks.len()).step_by(workers) {
+                    let result =
+                        sample_batch(index, chunks[index], &pipeline, tokenizer, sampler, &judge, settings, device);
+                    let failed = result.is_err();
+                    if sender.send((index, result)).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut results: Vec<Option<BatchResult>> = chunks.iter().map(|_| None).collect();
+        let mut done = 0;
+        for (index, result) in receiver {
+            let result = result?;
+            done += result.predictions.len();
+            results[index] = Some(result);
+            progress.update(done, &[]);
+        }
+        Ok::<_, TrainError>(results)
+    })?;
     progress.finish();
+    let (mut features, mut predictions, mut clips, mut change) = (Vec::new(), Vec::new(), Vec::new(), 0.0);
+    for result in results.iter_mut().map(|r| r.take().expect("every batch was sampled")) {
+        features.extend(result.features);
+        predictions.extend(result.predictions);
+        change += result.change;
+        clips.push(result.video);
+    }
     let seconds = started.elapsed().as_secs_f64();
     let (mean, per, exact) = accuracy(&predictions, &specs);
     let frechet = frechet_distance(&Gaussian::fit(&features)?, &reference.gaussian);

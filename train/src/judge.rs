@@ -18,6 +18,7 @@ use burn::tensor::activation::{log_softmax, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
+use crate::lr_schedule::warmup_cosine;
 use crate::progress::Progress;
 use crate::toy::world::{ATTRIBUTE_CLASSES, Attributes, ClipSpec, Split, ToyWorld};
 
@@ -188,8 +189,7 @@ impl JudgeTraining {
 impl JudgeTraining {
     /// Cosine decay from `learning_rate` to zero over the run.
     pub fn learning_rate_at(&self, step: usize) -> f64 {
-        let progress = step as f64 / self.steps.max(1) as f64;
-        self.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        warmup_cosine(self.learning_rate, 0, self.steps, step)
     }
 }
 

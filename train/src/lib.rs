@@ -4,10 +4,12 @@
 //! It builds on the networks of `avdm-model` and the loaders of `avdm-import`.
 
 pub mod checkpoint;
+pub mod data_parallel;
 pub mod error;
 pub mod eval;
 pub mod grad_norm;
 pub mod judge;
+pub mod lr_schedule;
 pub mod metrics;
 pub mod progress;
 pub mod teacher;

@@ -19,15 +19,17 @@ use avdm_model::pipeline::repeat_per_frame;
 use avdm_model::sched::{NoiseSchedule, PredictionType};
 use avdm_model::{UNetConfig, UNetMotionModel};
 use burn::module::{Module, ModuleMapper, Param, ParamGroup};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, CheckpointWriter};
+use crate::data_parallel::{sharded_gradients, split};
 use crate::error::TrainError;
 use crate::grad_norm::clip_global_norm;
+use crate::lr_schedule::warmup_cosine;
 use crate::progress::Progress;
 use crate::toy::preset;
 use crate::toy::world::{ClipSpec, Split, ToyWorld};
@@ -91,6 +93,14 @@ pub struct TeacherConfig {
     pub prediction_type: PredictionType,
     pub image: StageConfig,
     pub motion: StageConfig,
+    /// CPU threads each step's batch is split over ([`crate::data_parallel`]); the gradient
+    /// is the same up to float summation order.
+    #[serde(default = "one_thread")]
+    pub threads: usize,
+}
+
+fn one_thread() -> usize {
+    1
 }
 
 impl TeacherConfig {
@@ -110,8 +120,9 @@ impl TeacherConfig {
             seed: 0,
             world: ToyWorld::default(),
             prediction_type: PredictionType::VPrediction,
-            image: stage(1200, 32),
-            motion: stage(600, 4),
+            image: stage(3000, 32),
+            motion: stage(3000, 4),
+            threads: 1,
         }
     }
 
@@ -130,6 +141,9 @@ impl TeacherConfig {
     }
 
     pub fn validate(&self) -> Result<(), TrainError> {
+        if self.threads == 0 {
+            return Err(TrainError::setting("threads", "must be positive"));
+        }
         for stage in [Stage::Image, Stage::Motion] {
             let c = self.stage(stage);
             if c.batch == 0 {
@@ -308,9 +322,9 @@ fn optimizer(settings: &StageConfig) -> ModuleOptimizer {
         .init()
 }
 
-/// Linear warm-up from 0 to the stage's learning rate, then constant.
+/// Linear warm-up to the stage's learning rate, then cosine decay to zero at the last step.
 pub fn learning_rate(settings: &StageConfig, step: usize) -> f64 {
-    settings.learning_rate * ((step + 1) as f64 / settings.warmup.max(1) as f64).min(1.0)
+    warmup_cosine(settings.learning_rate, settings.warmup, settings.steps, step)
 }
 
 /// The checkpoint folder of a stage under a run folder.
@@ -361,14 +375,18 @@ pub fn train_stage(
     while state.step < settings.steps {
         let step = state.step;
         let data = step_data(config, stage, step, device);
-        let ids = caption_ids(tokenizer, &data.captions, device)?;
-        let loss =
-            denoising_loss(&model, &schedule, config.prediction_type, data.x0, ids, &data.timesteps, data.noise)?;
-        let value = loss.clone().into_scalar::<f32>() as f64;
+        let shards = split(settings.batch, config.threads);
+        let (value, mut grads) = sharded_gradients(&model, &shards, device, |model, shard| {
+            let ids = caption_ids(tokenizer, &data.captions[shard.samples.clone()], device)?;
+            let (x0, noise) = (shard.rows(data.x0.clone()), shard.rows(data.noise.clone()));
+            let timesteps = &data.timesteps[shard.samples.clone()];
+            Ok::<_, TrainError>(
+                denoising_loss(&model, &schedule, config.prediction_type, x0, ids, timesteps, noise)? * shard.weight(),
+            )
+        })?;
         if !value.is_finite() {
             return Err(TrainError::NonFinite { step, what: "loss", value });
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         let norm = clip_global_norm(&model, &mut grads, settings.max_grad_norm);
         if !norm.is_finite() {
             return Err(TrainError::NonFinite { step, what: "gradient norm", value: norm as f64 });

@@ -16,9 +16,10 @@ fn device() -> Device {
     Device::flex().autodiff()
 }
 
-/// The toy preset with `steps` steps of small batches and no warm-up.
+/// The toy preset with `steps` steps of small batches and no warm-up, each batch split over
+/// two threads.
 fn config(image_steps: usize, motion_steps: usize) -> TeacherConfig {
-    let mut config = TeacherConfig::toy();
+    let mut config = TeacherConfig { threads: 2, ..TeacherConfig::toy() };
     for (stage, steps, batch) in [(Stage::Image, image_steps, 4), (Stage::Motion, motion_steps, 1)] {
         let c = config.stage_mut(stage);
         (c.steps, c.batch, c.warmup, c.checkpoint_every) = (steps, batch, 1, 2);

@@ -1,0 +1,138 @@
+//! Data parallelism over CPU threads.
+//!
+//! Burn's CPU backend runs most operations on one thread, so a training step uses about one
+//! core. Splitting the batch into shards, each run on its own thread through its own fork of the
+//! model (the same parameter ids, a separate autodiff graph), and summing their gradients uses
+//! them all. The sum is the batch gradient when each shard's loss is weighted by its share of
+//! the batch ([`Shard::weight`]).
+
+use std::ops::Range;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+
+/// One shard of a batch of `total` samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shard {
+    pub samples: Range<usize>,
+    pub total: usize,
+}
+
+impl Shard {
+    /// The shard's share of the batch: weight a shard's mean loss by it.
+    pub fn weight(&self) -> f32 {
+        self.samples.len() as f32 / self.total as f32
+    }
+
+    /// Rows `samples` of a batch tensor `(B, ...)`.
+    pub fn rows<const D: usize>(&self, batch: Tensor<D>) -> Tensor<D> {
+        batch.narrow(0, self.samples.start, self.samples.len())
+    }
+}
+
+/// Splits `batch` samples into at most `shards` contiguous, nearly equal, non-empty shards.
+pub fn split(batch: usize, shards: usize) -> Vec<Shard> {
+    let n = shards.clamp(1, batch.max(1));
+    (0..n)
+        .map(|i| Shard { samples: batch * i / n..batch * (i + 1) / n, total: batch })
+        .filter(|s| !s.samples.is_empty())
+        .collect()
+}
+
+/// Runs `loss_of(model fork, shard)` for every shard on its own thread and returns the sum of
+/// the shards' loss values and of their gradients. Shard order is fixed, so the result is
+/// deterministic. With one shard it runs on the calling thread.
+pub fn sharded_gradients<M, E, F>(
+    model: &M,
+    shards: &[Shard],
+    device: &Device,
+    loss_of: F,
+) -> Result<(f64, GradientsParams), E>
+where
+    M: Module,
+    E: Send,
+    F: Fn(M, &Shard) -> Result<Tensor<1>, E> + Sync,
+{
+    let run = |fork: M, shard: &Shard| -> Result<(f64, GradientsParams), E> {
+        let loss = loss_of(fork.clone(), shard)?;
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        Ok((value, GradientsParams::from_grads(loss.backward(), &fork)))
+    };
+    let work: Vec<(M, &Shard)> = shards.iter().map(|shard| (model.clone().fork(device), shard)).collect();
+    let results: Vec<Result<(f64, GradientsParams), E>> = if work.len() == 1 {
+        work.into_iter().map(|(fork, shard)| run(fork, shard)).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let run = &run;
+            let handles: Vec<_> = work.into_iter().map(|(fork, shard)| scope.spawn(move || run(fork, shard))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        })
+    };
+    let mut total = 0.0;
+    let mut sum: Option<GradientsParams> = None;
+    for result in results {
+        let (value, grads) = result?;
+        total += value;
+        sum = Some(match sum {
+            None => grads,
+            Some(mut acc) => {
+                model.visit(&mut AddGradients { into: &mut acc, from: grads });
+                acc
+            }
+        });
+    }
+    Ok((total, sum.unwrap_or_else(GradientsParams::new)))
+}
+
+/// Adds `from`'s gradient of every parameter into `into`.
+struct AddGradients<'a> {
+    into: &'a mut GradientsParams,
+    from: GradientsParams,
+}
+
+impl ModuleVisitor for AddGradients<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(g) = self.from.remove::<D>(param.id) else { return };
+        let sum = match self.into.remove::<D>(param.id) {
+            Some(acc) => acc + g,
+            None => g,
+        };
+        self.into.register(param.id, sum);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+
+    #[test]
+    fn shards_cover_the_batch_once() {
+        assert_eq!(split(5, 2).iter().map(|s| s.samples.clone()).collect::<Vec<_>>(), vec![0..2, 2..5]);
+        assert_eq!(split(1, 4).len(), 1);
+        assert_eq!(split(8, 0).len(), 1);
+        let weights: f32 = split(7, 3).iter().map(Shard::weight).sum();
+        assert!((weights - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sharded_gradients_equal_the_whole_batch_gradient() {
+        let device = Device::flex().autodiff();
+        let linear: Linear = LinearConfig::new(3, 2).init(&device);
+        let x = Tensor::<2>::random([5, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let loss_of = |model: Linear, shard: &Shard| -> Result<Tensor<1>, ()> {
+            Ok(model.forward(shard.rows(x.clone())).square().mean() * shard.weight())
+        };
+        let whole = split(5, 1);
+        let (value, grads) = sharded_gradients(&linear, &whole, &device, loss_of).unwrap();
+        let (value_sharded, grads_sharded) = sharded_gradients(&linear, &split(5, 3), &device, loss_of).unwrap();
+        assert!((value - value_sharded).abs() < 1e-5, "{value} vs {value_sharded}");
+        let weight = |g: &GradientsParams| g.get::<2>(linear.weight.id).unwrap();
+        let diff = (weight(&grads) - weight(&grads_sharded)).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-5, "weight gradients differ by {diff}");
+        let bias = |g: &GradientsParams| g.get::<1>(linear.bias.as_ref().unwrap().id).unwrap();
+        let diff = (bias(&grads) - bias(&grads_sharded)).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-5, "bias gradients differ by {diff}");
+    }
+}

@@ -201,12 +201,7 @@ impl UNetMotionModel {
     /// Returns `(B, C_out, F, H, W)`.
     pub fn forward(&self, sample: Tensor<5>, timestep: Tensor<1>, text: Tensor<3>) -> Result<Tensor<5>, InputError> {
         let [b, c, f, h, w] = sample.dims();
-        if f == 0 {
-            return Err(InputError::NoFrames);
-        }
-        if f > self.max_frames {
-            return Err(InputError::TooManyFrames { got: f, max: self.max_frames });
-        }
+        self.check_frames(f)?;
         let folded = sample.permute([0, 2, 1, 3, 4]).reshape([b * f, c, h, w]);
         let out = self.forward_folded(folded, timestep, text, b, f)?;
         let [_, c_out, _, _] = out.dims();
@@ -220,15 +215,52 @@ impl UNetMotionModel {
         self.forward_folded(sample, timestep, text, n, 1)
     }
 
-    /// Forward on frames folded into the batch: `x (B*F, C, H, W)`.
-    fn forward_folded(
+    /// The encoder half (`conv_in`, time embedding, down blocks, mid block) of a forward pass,
+    /// as the discriminator of the distillation uses it: for each resolution from the finest to
+    /// the coarsest, the last feature map computed at it, folded `(B*F, C_i, H_i, W_i)` (a down
+    /// block's output before its downsampler; the mid block's output at the coarsest).
+    /// Inputs as [`UNetMotionModel::forward`].
+    pub fn encoder_features(
+        &self,
+        sample: Tensor<5>,
+        timestep: Tensor<1>,
+        text: Tensor<3>,
+    ) -> Result<Vec<Tensor<4>>, InputError> {
+        let [b, c, f, h, w] = sample.dims();
+        self.check_frames(f)?;
+        let folded = sample.permute([0, 2, 1, 3, 4]).reshape([b * f, c, h, w]);
+        let (x, cond) = self.embed(folded, timestep, text, b, f)?;
+        let mut x = self.conv_in.forward(x);
+        let mut features = Vec::with_capacity(self.down_blocks.len());
+        for block in &self.down_blocks {
+            let (out, skips) = block.forward(x, &cond);
+            features.push(skips[block.resnets.len() - 1].clone());
+            x = out;
+        }
+        let mid = self.mid_block.forward(x, &cond);
+        *features.last_mut().expect("a UNet has down blocks") = mid;
+        Ok(features)
+    }
+
+    fn check_frames(&self, frames: usize) -> Result<(), InputError> {
+        if frames == 0 {
+            return Err(InputError::NoFrames);
+        }
+        if frames > self.max_frames {
+            return Err(InputError::TooManyFrames { got: frames, max: self.max_frames });
+        }
+        Ok(())
+    }
+
+    /// Checks the folded inputs and builds what every block is conditioned on.
+    fn embed(
         &self,
         x: Tensor<4>,
         timestep: Tensor<1>,
         text: Tensor<3>,
         batch: usize,
         frames: usize,
-    ) -> Result<Tensor<4>, InputError> {
+    ) -> Result<(Tensor<4>, Conditioning), InputError> {
         let [_, c, _, _] = x.dims();
         if c != self.in_channels {
             return Err(InputError::Channels { got: c, expected: self.in_channels });
@@ -250,8 +282,19 @@ impl UNetMotionModel {
         let emb = self.time_embedding.forward(t_emb);
         let [_, emb_dim] = emb.dims();
         let temb = emb.unsqueeze_dim::<3>(1).repeat_dim(1, frames).reshape([batch * frames, emb_dim]);
-        let cond = Conditioning { temb, text, frames };
+        Ok((x, Conditioning { temb, text, frames }))
+    }
 
+    /// Forward on frames folded into the batch: `x (B*F, C, H, W)`.
+    fn forward_folded(
+        &self,
+        x: Tensor<4>,
+        timestep: Tensor<1>,
+        text: Tensor<3>,
+        batch: usize,
+        frames: usize,
+    ) -> Result<Tensor<4>, InputError> {
+        let (x, cond) = self.embed(x, timestep, text, batch, frames)?;
         let mut x = self.conv_in.forward(x);
         let mut skips = vec![x.clone()];
         for block in &self.down_blocks {

@@ -1,0 +1,67 @@
+//! The UNet's encoder half (what the distillation's discriminator reads): one feature map per
+//! resolution, computed by the encoder alone, mixing frames through the motion modules.
+
+use avdm_model::UNetMotionModel;
+use avdm_train::toy::preset;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+fn inputs(device: &Device, frames: usize) -> (Tensor<5>, Tensor<1>, Tensor<3>) {
+    let sample = Tensor::<5>::random([2, 3, frames, 32, 32], Distribution::Normal(0.0, 1.0), device);
+    let text = Tensor::<3>::random([2 * frames, 8, preset::TEXT_WIDTH], Distribution::Normal(0.0, 1.0), device);
+    (sample, Tensor::from_floats([500.0, 20.0], device), text)
+}
+
+fn max_diff(a: &Tensor<4>, b: &Tensor<4>) -> f32 {
+    (a.clone() - b.clone()).abs().max().into_scalar::<f32>()
+}
+
+#[test]
+fn one_map_per_resolution_from_the_encoder_alone() {
+    let device = Device::flex();
+    let model = UNetMotionModel::new(&preset::unet_config(true), &device);
+    let (sample, t, text) = inputs(&device, 3);
+    let features = model.encoder_features(sample.clone(), t.clone(), text.clone()).unwrap();
+    let dims: Vec<[usize; 4]> = features.iter().map(|f| f.dims()).collect();
+    assert_eq!(dims, vec![[6, 16, 32, 32], [6, 32, 16, 16], [6, 32, 8, 8]]);
+
+    // The decoder half plays no part...
+    let fresh = UNetMotionModel::new(&preset::unet_config(true), &device);
+    let mut other_decoder = model.clone();
+    other_decoder.up_blocks = fresh.up_blocks.clone();
+    other_decoder.conv_out = fresh.conv_out.clone();
+    let same = other_decoder.encoder_features(sample.clone(), t.clone(), text.clone()).unwrap();
+    for (a, b) in features.iter().zip(&same) {
+        assert_eq!(max_diff(a, b), 0.0);
+    }
+    // ...the mid block does (the coarsest map is its output), and so do the timestep and text.
+    let mut other_mid = model.clone();
+    other_mid.mid_block = fresh.mid_block.clone();
+    let changed = other_mid.encoder_features(sample.clone(), t.clone(), text.clone()).unwrap();
+    assert_eq!(max_diff(&features[1], &changed[1]), 0.0);
+    assert!(max_diff(&features[2], &changed[2]) > 1e-3);
+    let later = model.encoder_features(sample.clone(), t.clone() + 300.0, text.clone()).unwrap();
+    assert!(max_diff(&features[0], &later[0]) > 1e-3, "the timestep is ignored");
+    let other_text = model.encoder_features(sample, t, text.clone() * -1.0).unwrap();
+    assert!(max_diff(&features[2], &other_text[2]) > 1e-3, "the text is ignored");
+}
+
+#[test]
+fn motion_modules_mix_the_frames() {
+    let device = Device::flex();
+    let model = UNetMotionModel::new(&preset::unet_config(true), &device);
+    let (sample, t, text) = inputs(&device, 3);
+    let before = model.encoder_features(sample.clone(), t.clone(), text.clone()).unwrap();
+    // Change frame 0 of each clip; spatial layers alone would leave frames 1 and 2 unchanged.
+    let bump = Tensor::<1>::from_floats([1.0, 0.0, 0.0], &device).reshape([1, 1, 3, 1, 1]);
+    let after = model.encoder_features(sample + bump, t, text).unwrap();
+    for level in 0..3 {
+        let [_, c, h, w] = before[level].dims();
+        let per_frame = |f: &Tensor<4>| f.clone().reshape([2, 3, c * h * w]);
+        let change = (per_frame(&before[level]) - per_frame(&after[level])).abs().max_dim(2).reshape([2, 3]);
+        let change: Vec<f32> = change.into_data().to_vec().unwrap();
+        for clip in change.chunks(3) {
+            assert!(clip.iter().all(|&c| c > 1e-4), "level {level}: a frame's features did not change: {clip:?}");
+        }
+    }
+}

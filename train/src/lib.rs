@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod data_parallel;
+pub mod discriminator;
 pub mod error;
 pub mod eval;
 pub mod grad_norm;

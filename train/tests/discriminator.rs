@@ -1,5 +1,6 @@
-//! The UNet's encoder half (what the distillation's discriminator reads): one feature map per
-//! resolution, computed by the encoder alone, mixing frames through the motion modules.
+//! The UNet's encoder half and the ADM discriminator that reads it: one feature map per
+//! resolution, computed by the encoder alone and mixing frames through the motion modules; a
+//! trainable head on three scales whose gradient reaches the clip but not the frozen encoder.
 
 use avdm_model::UNetMotionModel;
 use avdm_train::toy::preset;
@@ -64,4 +65,24 @@ fn motion_modules_mix_the_frames() {
             assert!(clip.iter().all(|&c| c > 1e-4), "level {level}: a frame's features did not change: {clip:?}");
         }
     }
+}
+
+#[test]
+fn the_discriminator_head_reads_three_scales_and_passes_gradients_to_the_clip() {
+    use avdm_train::discriminator::{DiscriminatorHead, HeadConfig, generator_loss, logits};
+    use burn::module::Module;
+    let device = Device::flex().autodiff();
+    let teacher = UNetMotionModel::new(&preset::unet_config(true), &device).no_grad();
+    let head = DiscriminatorHead::new(&teacher, &HeadConfig { channels: 16, groups: 8 }, &device);
+    assert_eq!(head.branches.len(), 3);
+    let (sample, t, text) = inputs(&device, 3);
+    let sample = sample.require_grad();
+    let out = logits(&teacher, &head, sample.clone(), t, text).unwrap();
+    assert_eq!(out.dims(), [6, 1, 8, 8], "one logit per frame and coarsest location");
+    let grads = generator_loss(out).backward();
+    let to_clip = sample.grad(&grads).expect("the loss reaches the clip");
+    assert!(to_clip.abs().max().into_scalar::<f32>() > 0.0);
+    assert!(head.out.weight.val().grad(&grads).is_some(), "the head trains");
+    let frozen = &teacher.down_blocks[0].resnets[0].conv1.weight;
+    assert!(frozen.val().grad(&grads).is_none(), "the teacher's encoder stays frozen");
 }

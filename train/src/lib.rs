@@ -3,6 +3,7 @@
 //!
 //! It builds on the networks of `avdm-model` and the loaders of `avdm-import`.
 
+pub mod adm;
 pub mod backward_sim;
 pub mod checkpoint;
 pub mod data_parallel;

@@ -28,7 +28,8 @@ pub fn pick_frames(clips: Tensor<5>, frames: &[Vec<usize>]) -> Tensor<4> {
     let [b, c, f, h, w] = clips.dims();
     let k = frames.first().map_or(0, Vec::len);
     assert!(frames.len() == b && frames.iter().all(|p| p.len() == k), "K frames for each of the {b} clips");
-    let rows: Vec<i64> = frames.iter().enumerate().flat_map(|(i, p)| p.iter().map(move |&j| (i * f + j) as i64)).collect();
+    let rows: Vec<i64> =
+        frames.iter().enumerate().flat_map(|(i, p)| p.iter().map(move |&j| (i * f + j) as i64)).collect();
     let device = clips.device();
     let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b * k]), &device);
     clips.permute([0, 2, 1, 3, 4]).reshape([b * f, c, h, w]).select(0, index)
@@ -48,9 +49,9 @@ mod tests {
         // A fake score that has learned the student exactly: the gradient is (x0 - real) / w.
         let fake = x0.clone().detach();
         let grads = dmd_loss(x0.clone(), real.clone(), fake).backward();
-        let g: Vec<f32> = x0.grad(&grads).unwrap().into_data().to_vec().unwrap();
-        let x: Vec<f32> = x0.clone().into_data().to_vec().unwrap();
-        let r: Vec<f32> = real.clone().into_data().to_vec().unwrap();
+        let g: Vec<f32> = x0.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let x: Vec<f32> = x0.clone().into_data().try_to_vec::<f32>().unwrap();
+        let r: Vec<f32> = real.clone().into_data().try_to_vec::<f32>().unwrap();
         for frame in 0..2 {
             let idx = frame * 4..frame * 4 + 4;
             let w = idx.clone().map(|i| (x[i] - r[i]).abs()).sum::<f32>() / 4.0;
@@ -78,7 +79,7 @@ mod tests {
             .repeat_dim(4, 2);
         let picked = pick_frames(clips, &[vec![2, 0], vec![1, 2]]);
         assert_eq!(picked.dims(), [4, 2, 2, 2]);
-        let firsts: Vec<f32> = picked.slice([0..4, 0..1, 0..1, 0..1]).into_data().to_vec().unwrap();
+        let firsts: Vec<f32> = picked.slice([0..4, 0..1, 0..1, 0..1]).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(firsts, vec![2.0, 0.0, 11.0, 12.0]);
     }
 }

@@ -16,7 +16,7 @@ use avdm_import::ClipTokenizer;
 use avdm_model::clip::ClipTextTransformer;
 use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::repeat_per_frame;
-use avdm_model::sched::{NoiseSchedule, PredictionType};
+use avdm_model::sched::{NoiseSchedule, NoisedBatch, PredictionType};
 use avdm_model::{UNetConfig, UNetMotionModel};
 use burn::module::{Module, ModuleMapper, Param, ParamGroup};
 use burn::optim::{AdamWConfig, ModuleOptimizer};
@@ -242,12 +242,9 @@ pub fn denoising_loss(
     timesteps: &[usize],
     noise: Tensor<5>,
 ) -> Result<Tensor<1>, TrainError> {
-    let [b, _, f, _, _] = x0.dims();
+    let [_, _, f, _, _] = x0.dims();
     let device = x0.device();
-    let (signal, sigma): (Vec<f32>, Vec<f32>) = timesteps.iter().map(|&t| schedule.scales(t)).unzip();
-    let column = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device).reshape([b, 1, 1, 1, 1]);
-    let (signal, sigma) = (column(signal), column(sigma));
-    let x_t = x0.clone() * signal.clone() + noise.clone() * sigma.clone();
+    let NoisedBatch { x_t, signal, sigma } = schedule.noise_batch(x0.clone(), noise.clone(), timesteps);
     let t = Tensor::<1>::from_floats(timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>().as_slice(), &device);
     let text = repeat_per_frame(model.text_encoder.embed(ids, 0)?, f);
     let predicted = model.unet.forward(x_t, t, text)?;

@@ -5,5 +5,5 @@ pub mod schedule;
 pub mod student;
 
 pub use ddim::{DdimConfig, DdimScheduler, DdimStep, PredictionType, TimestepSpacing};
-pub use schedule::{BetaSchedule, NoiseSchedule};
+pub use schedule::{BetaSchedule, NoiseSchedule, NoisedBatch};
 pub use student::{StudentConfig, StudentSampler, trailing_timesteps};

@@ -3,6 +3,7 @@
 //! AnimateDiff's motion modules were trained with `linear` betas, SD1.5 image models with
 //! `scaled_linear` betas over the same range: every model is queried with its own schedule.
 
+use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
@@ -90,4 +91,28 @@ impl NoiseSchedule {
         let a = self.alphas_cumprod[t];
         (a.sqrt(), (1.0 - a).sqrt())
     }
+
+    /// Noises a batch, each sample at its own timestep: `x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t)
+    /// noise` for `x0`, `noise` of shape `(B, ...)` and `timesteps` of length `B`. Returns `x_t`
+    /// and the two scales as `(B, 1, ..., 1)` columns.
+    pub fn noise_batch<const D: usize>(&self, x0: Tensor<D>, noise: Tensor<D>, timesteps: &[usize]) -> NoisedBatch<D> {
+        let device = x0.device();
+        let mut shape = [1; D];
+        shape[0] = timesteps.len();
+        let (signal, sigma): (Vec<f32>, Vec<f32>) = timesteps.iter().map(|&t| self.scales(t)).unzip();
+        let column = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device).reshape(shape);
+        let (signal, sigma) = (column(signal), column(sigma));
+        let x_t = x0 * signal.clone() + noise * sigma.clone();
+        NoisedBatch { x_t, signal, sigma }
+    }
+}
+
+/// A batch noised by [`NoiseSchedule::noise_batch`].
+#[derive(Debug, Clone)]
+pub struct NoisedBatch<const D: usize> {
+    pub x_t: Tensor<D>,
+    /// `sqrt(ᾱ_t)` per sample, `(B, 1, ..., 1)`.
+    pub signal: Tensor<D>,
+    /// `sqrt(1 - ᾱ_t)` per sample, `(B, 1, ..., 1)`.
+    pub sigma: Tensor<D>,
 }

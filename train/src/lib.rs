@@ -15,6 +15,7 @@ pub mod judge;
 pub mod lr_schedule;
 pub mod metrics;
 pub mod progress;
+pub mod rekey;
 pub mod sdm;
 pub mod teacher;
 pub mod toy;

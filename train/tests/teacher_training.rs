@@ -121,3 +121,21 @@ fn motion_stage_trains_only_the_motion_modules() {
     let text = |m: &TextToVideo| m.text_encoder.final_layer_norm.gamma.val();
     assert_eq!(max_diff(text(&init), text(&model)), 0.0, "the frozen text encoder changed");
 }
+
+#[test]
+fn the_video_unet_without_motion_modules_is_the_image_unet() {
+    use burn::tensor::Distribution;
+    let device = Device::flex();
+    let image = init_image_model(&device);
+    let video = init_motion_model(&image, &preset::unet_config(true), &device).unwrap();
+    let stripped = video.unet.without_motion_modules();
+    assert!(!stripped.has_motion_modules() && video.unet.has_motion_modules());
+    assert_eq!(stripped.conv_in.weight.id, video.unet.conv_in.weight.id, "shared, not copied");
+    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let text = Tensor::<3>::random([2, 8, preset::TEXT_WIDTH], Distribution::Normal(0.0, 1.0), &device);
+    let t = Tensor::<1>::from_floats([900.0, 40.0], &device);
+    let expected = image.unet.forward_2d(x.clone(), t.clone(), text.clone()).unwrap();
+    let got = stripped.forward_2d(x, t, text).unwrap();
+    let diff = (expected - got).abs().max().into_scalar::<f32>();
+    assert!(diff < 1e-6, "the 2D UNet inside the video UNet differs by {diff}");
+}

@@ -186,6 +186,21 @@ impl UNetMotionModel {
         }
     }
 
+    /// The 2D UNet inside a video UNet: the same module with its motion modules left out. It
+    /// shares the weights (a clone shares tensors) and keeps their parameter ids.
+    pub fn without_motion_modules(&self) -> Self {
+        let mut unet = self.clone();
+        for block in &mut unet.down_blocks {
+            block.motion_modules.clear();
+        }
+        unet.mid_block.motion_modules.clear();
+        for block in &mut unet.up_blocks {
+            block.motion_modules.clear();
+        }
+        unet.max_frames = 1;
+        unet
+    }
+
     /// Whether the network has motion modules (a video UNet) or not (the 2D UNet).
     pub fn has_motion_modules(&self) -> bool {
         self.down_blocks.iter().any(|b| !b.motion_modules.is_empty())

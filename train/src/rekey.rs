@@ -36,7 +36,7 @@ pub fn rekeyed<M: Module>(module: &M) -> M {
 mod tests {
     use super::*;
     use burn::nn::{Linear, LinearConfig};
-    use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+    use burn::optim::{GradientsParams, SgdConfig};
 
     #[test]
     fn a_rekeyed_copy_trains_without_touching_the_original() {

@@ -1,0 +1,265 @@
+//! Every setting of an AVDM2 distillation run, with the paper's numbers as defaults
+//! (`../shared/docs/method.md`), read from TOML (`avdm distill --config FILE.toml`).
+
+use std::path::{Path, PathBuf};
+
+use avdm_model::sched::StudentConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::adm::AdmTimesteps;
+use crate::discriminator::HeadConfig;
+use crate::error::TrainError;
+
+/// Which losses train the student: the method and the paper's ablations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Losses {
+    /// ADM + 2D SDM: the method.
+    #[default]
+    AdmSdm2d,
+    /// The video GAN alone.
+    AdmOnly,
+    /// ADM + SDM with the video teacher and a video fake score over all frames.
+    AdmSdmVideo,
+    /// 2D SDM alone (no discriminator).
+    SdmOnly,
+}
+
+impl Losses {
+    pub fn uses_adm(self) -> bool {
+        !matches!(self, Losses::SdmOnly)
+    }
+
+    pub fn uses_sdm(self) -> bool {
+        !matches!(self, Losses::AdmOnly)
+    }
+}
+
+/// Loss selection and weights: `lambda_sdm * L_SDM + lambda_adm * L_ADM`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    pub losses: Losses,
+    pub lambda_sdm: f32,
+    pub lambda_adm: f32,
+}
+
+impl Default for LossConfig {
+    /// `lambda_adm` in DMD2's range; tuned on the toy benchmark.
+    fn default() -> Self {
+        Self { losses: Losses::default(), lambda_sdm: 1.0, lambda_adm: 0.05 }
+    }
+}
+
+/// Frame-level SDM settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SdmConfig {
+    /// Random frames per clip (`K`).
+    pub frames: usize,
+    /// Timestep range of the noised frames, inclusive (the paper: `[0.2T, 0.98T]`).
+    pub t_min: usize,
+    pub t_max: usize,
+    /// Classifier-free guidance of the real score (1: none); standard form
+    /// `uncond + w (cond - uncond)`.
+    pub guidance: f32,
+}
+
+impl Default for SdmConfig {
+    fn default() -> Self {
+        Self { frames: 4, t_min: 200, t_max: 980, guidance: 1.0 }
+    }
+}
+
+/// AdamW settings and learning rates (the paper's), linear warm-up, global-norm clipping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Generator: motion modules.
+    pub lr_motion: f64,
+    /// Generator: the 2D backbone (everything but the motion modules).
+    pub lr_backbone: f64,
+    /// Discriminator head.
+    pub lr_head: f64,
+    /// 2D fake score.
+    pub lr_fake: f64,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+    pub weight_decay: f32,
+    pub warmup: usize,
+    pub max_grad_norm: f32,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr_motion: 2e-5,
+            lr_backbone: 4e-6,
+            lr_head: 2e-5,
+            lr_fake: 2e-5,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.01,
+            warmup: 500,
+            max_grad_norm: 1.0,
+        }
+    }
+}
+
+/// Where the models come from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelPaths {
+    /// The video teacher: an AnimateDiff pipeline folder (diffusers layout); `None`: the
+    /// shipped toy teacher.
+    pub teacher: Option<PathBuf>,
+    /// A motion adapter folder or original `.ckpt` for a pipeline folder without one.
+    pub motion_adapter: Option<PathBuf>,
+    /// A 2D teacher pipeline folder; `None`: the video teacher's own 2D UNet.
+    pub teacher_2d: Option<PathBuf>,
+}
+
+/// One distillation run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillConfig {
+    pub seed: u64,
+    /// Generator updates.
+    pub steps: usize,
+    /// Clips per generator update.
+    pub batch: usize,
+    /// The student's sampler (4 trailing steps, no CFG).
+    pub student: StudentConfig,
+    pub loss: LossConfig,
+    pub adm: AdmTimesteps,
+    pub sdm: SdmConfig,
+    pub head: HeadConfig,
+    /// Fake-score and discriminator updates per generator update (the paper: 2).
+    pub critic_updates: usize,
+    pub optim: OptimConfig,
+    pub models: ModelPaths,
+    pub checkpoint_every: usize,
+    /// Generator updates between sample GIFs (0: none).
+    pub sample_every: usize,
+    /// CPU threads the batches are split over.
+    pub threads: usize,
+}
+
+impl Default for DistillConfig {
+    /// The paper's settings (8 GPUs x batch 2, evaluated at 10k iterations).
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            steps: 10_000,
+            batch: 2,
+            student: StudentConfig::default(),
+            loss: LossConfig::default(),
+            adm: AdmTimesteps::default(),
+            sdm: SdmConfig::default(),
+            head: HeadConfig { channels: 256, groups: 32 },
+            critic_updates: 2,
+            optim: OptimConfig::default(),
+            models: ModelPaths::default(),
+            checkpoint_every: 500,
+            sample_every: 500,
+            threads: 1,
+        }
+    }
+}
+
+impl DistillConfig {
+    /// Reads a TOML file; missing keys take their defaults, unknown keys are errors.
+    pub fn from_toml_file(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
+        let config: Self =
+            toml::from_str(&text).map_err(|e| TrainError::ConfigFile { path: path.into(), message: e.to_string() })?;
+        config.validate().map_err(|e| TrainError::ConfigFile { path: path.into(), message: e.to_string() })?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a config serialises")
+    }
+
+    /// Checks what the types cannot: positive counts, ranges inside the schedule, frames.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let positive = [
+            ("steps", self.steps),
+            ("batch", self.batch),
+            ("threads", self.threads),
+            ("checkpoint_every", self.checkpoint_every),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(TrainError::setting(field, "must be positive"));
+            }
+        }
+        if self.critic_updates == 0 && self.loss.losses.uses_adm() {
+            return Err(TrainError::setting("critic_updates", "the discriminator needs at least one update per step"));
+        }
+        let ranges = [("adm", self.adm.t_min, self.adm.t_max), ("sdm", self.sdm.t_min, self.sdm.t_max)];
+        for (name, lo, hi) in ranges {
+            if lo > hi || hi >= 1000 {
+                return Err(TrainError::setting(
+                    name,
+                    format!("timesteps [{lo}, {hi}] are not a range inside 0..1000"),
+                ));
+            }
+        }
+        if self.sdm.frames == 0 {
+            return Err(TrainError::setting("sdm.frames", "must be positive"));
+        }
+        if !(self.sdm.guidance.is_finite() && self.sdm.guidance >= 1.0) {
+            return Err(TrainError::setting("sdm.guidance", format!("{} is below 1 (no guidance)", self.sdm.guidance)));
+        }
+        let rates = [
+            ("optim.lr_motion", self.optim.lr_motion),
+            ("optim.lr_backbone", self.optim.lr_backbone),
+            ("optim.lr_head", self.optim.lr_head),
+            ("optim.lr_fake", self.optim.lr_fake),
+        ];
+        for (field, lr) in rates {
+            if !(lr.is_finite() && lr >= 0.0) {
+                return Err(TrainError::setting(field, format!("{lr} is not a learning rate")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trips_and_fills_defaults() {
+        let config = DistillConfig { steps: 7, ..DistillConfig::default() };
+        let back: DistillConfig = toml::from_str(&config.to_toml()).unwrap();
+        assert_eq!(back, config);
+        let partial: DistillConfig = toml::from_str("steps = 3\n[loss]\nlosses = \"adm-only\"\n").unwrap();
+        assert_eq!(partial.steps, 3);
+        assert_eq!(partial.loss.losses, Losses::AdmOnly);
+        assert_eq!(partial.optim.lr_motion, 2e-5, "the paper's learning rates by default");
+        assert_eq!((partial.sdm.t_min, partial.sdm.t_max, partial.adm.t_max), (200, 980, 500));
+    }
+
+    #[test]
+    fn bad_files_name_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            DistillConfig::from_toml_file(&path).unwrap_err().to_string()
+        };
+        let typo = write("typo.toml", "[optim]\nlr_motoin = 1e-4\n");
+        assert!(typo.contains("typo.toml") && typo.contains("lr_motoin"), "{typo}");
+        let range = write("range.toml", "[sdm]\nt_min = 900\nt_max = 100\n");
+        assert!(range.contains("sdm") && range.contains("[900, 100]"), "{range}");
+        let kind = write("kind.toml", "batch = \"two\"\n");
+        assert!(kind.contains("batch"), "{kind}");
+        let missing = DistillConfig::from_toml_file(&dir.path().join("absent.toml")).unwrap_err().to_string();
+        assert!(missing.contains("absent.toml"), "{missing}");
+    }
+}

@@ -15,6 +15,7 @@ pub mod grad_norm;
 pub mod judge;
 pub mod lr_schedule;
 pub mod metrics;
+pub mod param_groups;
 pub mod progress;
 pub mod rekey;
 pub mod sdm;

@@ -1,0 +1,68 @@
+//! Parameter groups with their own learning rates (the paper's generator: motion modules at
+//! 2e-5, the 2D backbone at 4e-6): the gradients are split by parameter path, and each part is
+//! applied by its own optimizer step.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+
+struct Split<'a> {
+    path: Vec<String>,
+    segment: &'a str,
+    from: &'a mut GradientsParams,
+    matching: GradientsParams,
+}
+
+impl ModuleVisitor for Split<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.path.iter().any(|p| p == self.segment)
+            && let Some(g) = self.from.remove::<D>(param.id)
+        {
+            self.matching.register(param.id, g);
+        }
+    }
+}
+
+/// Splits `grads` of `module`'s parameters into those under a module named `segment` (e.g.
+/// `motion_modules`) and the rest.
+pub fn split_by_module<M: Module>(
+    module: &M,
+    mut grads: GradientsParams,
+    segment: &str,
+) -> (GradientsParams, GradientsParams) {
+    let mut visitor = Split { path: Vec::new(), segment, from: &mut grads, matching: GradientsParams::new() };
+    module.visit(&mut visitor);
+    let matching = visitor.matching;
+    (matching, grads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use avdm_model::UNetMotionModel;
+
+    #[test]
+    fn motion_module_gradients_go_to_their_own_group() {
+        let device = Device::flex().autodiff();
+        let unet = UNetMotionModel::new(&crate::toy::preset::unet_config(true), &device);
+        let x = Tensor::<5>::ones([1, 3, 2, 32, 32], &device);
+        let text = Tensor::<3>::ones([2, 8, crate::toy::preset::TEXT_WIDTH], &device);
+        let out = unet.forward(x, Tensor::from_floats([10.0], &device), text).unwrap();
+        let grads = GradientsParams::from_grads(out.sum().backward(), &unet);
+        let total = grads.len();
+        let (motion, rest) = split_by_module(&unet, grads, "motion_modules");
+        assert_eq!(motion.len() + rest.len(), total);
+        let proj_out = &unet.down_blocks[0].motion_modules[0].proj_out.weight;
+        assert!(motion.get::<2>(proj_out.id).is_some() && rest.get::<2>(proj_out.id).is_none());
+        let conv_in = &unet.conv_in.weight;
+        assert!(rest.get::<4>(conv_in.id).is_some() && motion.get::<4>(conv_in.id).is_none());
+    }
+}

@@ -94,7 +94,7 @@ fn a_few_head_steps_tell_real_from_generated_clips() {
     use avdm_train::discriminator::{DiscriminatorHead, HeadConfig};
     use avdm_train::toy::world::{Split, ToyWorld};
     use burn::module::Module;
-    use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+    use burn::optim::{AdamWConfig, GradientsParams};
     let device = Device::flex().autodiff();
     let teacher = UNetMotionModel::new(&preset::unet_config(true), &device).no_grad();
     let mut head = DiscriminatorHead::new(&teacher, &HeadConfig { channels: 16, groups: 8 }, &device);

@@ -45,19 +45,24 @@ impl PredictionType {
         }
     }
 
-    /// `(x0, eps)` from the model's `output` at `x_t = sample` with scales `alpha`, `sigma`.
-    pub fn x0_and_eps<const D: usize>(
+    /// `(x0, eps)` from the model's `output` at `x_t = sample` with scales `alpha`, `sigma`:
+    /// numbers (one timestep) or tensors broadcasting against the sample (one per sample).
+    pub fn x0_and_eps<const D: usize, S>(
         self,
         output: Tensor<D>,
         sample: Tensor<D>,
-        alpha: f32,
-        sigma: f32,
-    ) -> (Tensor<D>, Tensor<D>) {
+        alpha: S,
+        sigma: S,
+    ) -> (Tensor<D>, Tensor<D>)
+    where
+        S: Clone,
+        Tensor<D>: std::ops::Mul<S, Output = Tensor<D>> + std::ops::Div<S, Output = Tensor<D>>,
+    {
         match self {
             PredictionType::Epsilon => ((sample - output.clone() * sigma) / alpha, output),
             PredictionType::Sample => (output.clone(), (sample - output * alpha) / sigma),
             PredictionType::VPrediction => {
-                (sample.clone() * alpha - output.clone() * sigma, output * alpha + sample * sigma)
+                (sample.clone() * alpha.clone() - output.clone() * sigma.clone(), output * alpha + sample * sigma)
             }
         }
     }

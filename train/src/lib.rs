@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod grad_norm;
 pub mod judge;
+pub mod learner;
 pub mod lr_schedule;
 pub mod metrics;
 pub mod param_groups;

@@ -1,0 +1,409 @@
+//! One AVDM2 iteration (`method.md`, "Algorithm"): a generator update on the student's own
+//! rollout with ADM and frame-level SDM, then `critic_updates` updates each of the fake score
+//! (the plain diffusion loss on the generated frames) and of the discriminator head (real
+//! against generated clips).
+//!
+//! Every random draw of step `s` is a pure function of the seed and `s`, so a run resumed from a
+//! checkpoint continues exactly as an uninterrupted one.
+
+use avdm_import::ClipTokenizer;
+use avdm_model::noise::NoiseSource;
+use avdm_model::pipeline::repeat_per_frame;
+use avdm_model::sched::{NoiseSchedule, PredictionType, StudentSampler};
+use avdm_model::{ClipTextTransformer, UNetMotionModel};
+use burn::module::{Module, ParamGroup};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::index::sample as distinct;
+use rand::{RngExt, SeedableRng};
+
+use crate::adm::{Judged, discriminator_adm_loss, generator_adm_loss};
+use crate::backward_sim::backward_simulation;
+use crate::discriminator::{DiscriminatorHead, HeadConfig};
+use crate::distill_config::{DistillConfig, Losses, OptimConfig};
+use crate::error::TrainError;
+use crate::grad_norm::clip_global_norm;
+use crate::param_groups::split_by_module;
+use crate::rekey::rekeyed;
+use crate::sdm::{dmd_loss, pick_frames};
+use crate::teacher::caption_ids;
+
+/// How a network is queried: its noise schedule and what it predicts.
+#[derive(Debug, Clone)]
+pub struct Parameterisation {
+    pub schedule: NoiseSchedule,
+    pub prediction: PredictionType,
+}
+
+impl Parameterisation {
+    /// `x_0` from the network's output at `x_t`, each sample at its own timestep.
+    fn x0<const D: usize>(&self, output: Tensor<D>, x_t: Tensor<D>, timesteps: &[usize]) -> Tensor<D> {
+        let noised = self.schedule.noise_batch(x_t.zeros_like(), x_t.zeros_like(), timesteps);
+        self.prediction.x0_and_eps(output, x_t, noised.signal, noised.sigma).0
+    }
+
+    /// The diffusion loss of `output` at `x_t = noise_batch(x0, noise, timesteps)`.
+    fn denoising_loss<const D: usize>(
+        &self,
+        output: Tensor<D>,
+        x0: Tensor<D>,
+        noise: Tensor<D>,
+        timesteps: &[usize],
+    ) -> Tensor<1> {
+        let noised = self.schedule.noise_batch(x0.clone(), noise.clone(), timesteps);
+        (output - self.prediction.target(x0, noise, noised.signal, noised.sigma)).square().mean()
+    }
+}
+
+/// The networks of a distillation. Frozen: the text encoder, the video teacher (the
+/// discriminator's encoder; the real score of the video-SDM ablation) and the 2D teacher (the
+/// real score of 2D SDM). Trained: the student, the fake score and the discriminator head.
+#[derive(Debug, Clone)]
+pub struct Networks {
+    pub text_encoder: ClipTextTransformer,
+    pub teacher: UNetMotionModel,
+    pub teacher_2d: UNetMotionModel,
+    pub student: UNetMotionModel,
+    /// A 2D UNet (a video UNet for the video-SDM ablation).
+    pub fake_score: UNetMotionModel,
+    pub head: DiscriminatorHead,
+}
+
+impl Networks {
+    /// The networks of a distillation of `teacher` (on an autodiff device): the student is a
+    /// re-keyed copy of the teacher; the 2D teacher is `teacher_2d` or the teacher's own 2D
+    /// UNet (sharing its weights); the fake score is a re-keyed copy of the 2D teacher (of the
+    /// video teacher for the video-SDM ablation); the head is new.
+    pub fn new(
+        text_encoder: ClipTextTransformer,
+        teacher: UNetMotionModel,
+        teacher_2d: Option<UNetMotionModel>,
+        head: &HeadConfig,
+        losses: Losses,
+        device: &Device,
+    ) -> Self {
+        let teacher = teacher.no_grad();
+        let teacher_2d = teacher_2d.unwrap_or_else(|| teacher.without_motion_modules()).no_grad();
+        let fake_from = if losses == Losses::AdmSdmVideo { &teacher } else { &teacher_2d };
+        Self {
+            text_encoder: text_encoder.no_grad(),
+            student: rekeyed(&teacher).set_require_grad_group(ParamGroup::all(), true),
+            fake_score: rekeyed(fake_from).set_require_grad_group(ParamGroup::all(), true),
+            head: DiscriminatorHead::new(&teacher, head, device),
+            teacher,
+            teacher_2d,
+        }
+    }
+}
+
+/// The optimizers of the three trained networks.
+#[derive(Clone)]
+pub struct Optimizers {
+    pub student: ModuleOptimizer,
+    pub fake_score: ModuleOptimizer,
+    pub head: ModuleOptimizer,
+}
+
+impl Optimizers {
+    /// AdamW as torch's, with the config's betas, epsilon and weight decay.
+    pub fn new(c: &OptimConfig) -> Self {
+        let adamw = || {
+            AdamWConfig::new()
+                .with_beta_1(c.beta1)
+                .with_beta_2(c.beta2)
+                .with_epsilon(c.epsilon)
+                .with_weight_decay(c.weight_decay)
+                .init()
+        };
+        Self { student: adamw(), fake_score: adamw(), head: adamw() }
+    }
+}
+
+/// The data of one iteration: prompts for the generator and captioned real clips for the
+/// discriminator (one batch per discriminator update).
+pub struct IterationData {
+    pub prompts: Vec<String>,
+    /// `(real clips (B, C, F, H, W) in the models' input space, their captions)` per update.
+    pub real: Vec<(Tensor<5>, Vec<String>)>,
+}
+
+/// What an iteration measured.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IterationReport {
+    pub step: usize,
+    pub loss_adm: Option<f64>,
+    pub loss_sdm: Option<f64>,
+    /// Mean over the iteration's fake-score updates.
+    pub loss_fake: Option<f64>,
+    /// Mean over the iteration's discriminator updates.
+    pub loss_disc: Option<f64>,
+    pub disc_accuracy_real: Option<f64>,
+    pub disc_accuracy_fake: Option<f64>,
+    pub grad_norm_student: f64,
+    pub grad_norm_fake: Option<f64>,
+    pub grad_norm_head: Option<f64>,
+    /// The warm-up factor applied to every learning rate.
+    pub lr_factor: f64,
+    /// Index of the student step that ran with gradient.
+    pub rollout_step: usize,
+    /// Updates applied this iteration: generator, fake score, discriminator.
+    pub updates: [usize; 3],
+}
+
+/// Everything one iteration needs besides the networks and their optimizers.
+pub struct Learner<'a> {
+    pub config: &'a DistillConfig,
+    pub tokenizer: &'a ClipTokenizer,
+    /// The video teacher's and the student's parameterisation.
+    pub video: Parameterisation,
+    /// The 2D teacher's (and the 2D fake score's).
+    pub image: Parameterisation,
+    pub sampler: StudentSampler,
+    /// The autodiff device the trained networks live on.
+    pub device: Device,
+}
+
+/// A value that must be finite, or the run stops at the last good checkpoint.
+fn finite(step: usize, what: &'static str, value: f64) -> Result<f64, TrainError> {
+    if value.is_finite() { Ok(value) } else { Err(TrainError::NonFinite { step, what, value }) }
+}
+
+fn scalar(loss: &Tensor<1>) -> f64 {
+    loss.clone().into_scalar::<f32>() as f64
+}
+
+impl Learner<'_> {
+    fn rng(&self, step: usize, purpose: u64) -> StdRng {
+        StdRng::seed_from_u64(self.config.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ purpose << 56)
+    }
+
+    fn noise(&self, step: usize) -> NoiseSource {
+        NoiseSource { seed: self.config.seed ^ 0xD157_1110, draws: step as u64 * 256 }
+    }
+
+    /// Text embeddings `(B, L, D)` of `captions` (frozen encoder, no autodiff).
+    fn embed(&self, text_encoder: &ClipTextTransformer, captions: &[String]) -> Result<Tensor<3>, TrainError> {
+        let inner = self.device.clone().without_autodiff();
+        let ids = caption_ids(self.tokenizer, captions, &inner)?;
+        Ok(text_encoder.valid().embed(ids, 0)?)
+    }
+
+    fn timesteps(&self, rng: &mut StdRng, n: usize, lo: usize, hi: usize) -> Vec<usize> {
+        (0..n).map(|_| rng.random_range(lo..=hi)).collect()
+    }
+
+    fn column(&self, timesteps: &[usize]) -> Tensor<1> {
+        let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
+        Tensor::from_floats(t.as_slice(), &self.device)
+    }
+
+    /// Runs iteration `step`, updating `nets` and `optim`.
+    pub fn iterate(
+        &self,
+        step: usize,
+        nets: &mut Networks,
+        optim: &mut Optimizers,
+        data: &IterationData,
+    ) -> Result<IterationReport, TrainError> {
+        let c = self.config;
+        let losses = c.loss.losses;
+        let mut rng = self.rng(step, 1);
+        let mut noise = self.noise(step);
+        let lr_factor = ((step + 1) as f64 / c.optim.warmup.max(1) as f64).min(1.0);
+        let mut report = IterationReport { step, lr_factor, ..IterationReport::default() };
+
+        // 1. The student's own rollout (backward simulation), with gradient at a random step.
+        let text = self.embed(&nets.text_encoder, &data.prompts)?;
+        let real_shape = data
+            .real
+            .first()
+            .map(|(clips, _)| clips.dims())
+            .ok_or_else(|| TrainError::setting("data", "an iteration needs real clips for the discriminator"))?;
+        let [_, channels, frames, height, width] = real_shape;
+        let batch = data.prompts.len();
+        let shape = [batch, channels, frames, height, width];
+        let text_frames = repeat_per_frame(text.clone(), frames);
+        let inner = self.device.clone().without_autodiff();
+        let stop = rng.random_range(0..self.sampler.timesteps.len());
+        let student_frozen = nets.student.valid();
+        let rollout = backward_simulation(
+            &self.sampler,
+            stop,
+            noise.normal(shape, &inner),
+            |x, t| student_frozen.forward(x, self.column(&[t]).inner(), text_frames.clone()),
+            |x, t| nets.student.forward(x.autodiff(), self.column(&[t]), text_frames.clone().autodiff()),
+            || noise.normal(shape, &inner),
+        )?;
+        report.rollout_step = stop;
+        let generated = rollout.x0;
+
+        // 2-3. Generator losses.
+        let mut total: Option<Tensor<1>> = None;
+        let mut add = |loss: Tensor<1>, weight: f32| {
+            total = Some(match total.take() {
+                Some(t) => t + loss * weight,
+                None => loss * weight,
+            })
+        };
+        if losses.uses_adm() {
+            let timesteps = self.timesteps(&mut rng, batch, c.adm.t_min, c.adm.t_max);
+            let judged = Judged {
+                clips: generated.clone(),
+                noise: noise.normal(shape, &inner).autodiff(),
+                timesteps,
+                text: text_frames.clone().autodiff(),
+            };
+            // The head's gradient of this loss is computed but not applied.
+            let loss = generator_adm_loss(&nets.teacher, &self.video.schedule, &nets.head, judged)?;
+            report.loss_adm = Some(finite(step, "ADM generator loss", scalar(&loss))?);
+            add(loss, c.loss.lambda_adm);
+        }
+        if losses.uses_sdm() {
+            let loss = self.sdm_loss(nets, &generated, &text, &mut rng, &mut noise)?;
+            report.loss_sdm = Some(finite(step, "SDM loss", scalar(&loss))?);
+            add(loss, c.loss.lambda_sdm);
+        }
+        let total = total.expect("every setting has a generator loss");
+        let grads = GradientsParams::from_grads(total.backward(), &nets.student);
+        let (grads, norm) = self.clipped(&nets.student, grads);
+        report.grad_norm_student = finite(step, "student gradient norm", norm)?;
+        let (motion, backbone) = split_by_module(&nets.student, grads, "motion_modules");
+        let student = optim.student.step(c.optim.lr_motion * lr_factor, nets.student.clone(), motion);
+        nets.student = optim.student.step(c.optim.lr_backbone * lr_factor, student, backbone);
+        report.updates[0] = 1;
+
+        // 5-6. Two-timescale critic updates on the (detached) generated clips.
+        let generated = generated.detach().inner();
+        let (mut fake_losses, mut disc_losses, mut accs) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..c.critic_updates {
+            if losses.uses_sdm() {
+                let (loss, norm) =
+                    self.fake_score_update(step, nets, optim, &generated, &text, &mut rng, &mut noise)?;
+                fake_losses.push(loss);
+                report.grad_norm_fake = Some(norm);
+                report.updates[1] += 1;
+            }
+            if losses.uses_adm() {
+                let (real, captions) = data.real.get(k).unwrap_or(&data.real[0]);
+                let real_text = repeat_per_frame(self.embed(&nets.text_encoder, captions)?, frames);
+                let judged = |clips: Tensor<5>, text: Tensor<3>, rng: &mut StdRng, noise: &mut NoiseSource| Judged {
+                    noise: noise.normal(clips.dims(), &inner).autodiff(),
+                    timesteps: self.timesteps(rng, clips.dims()[0], c.adm.t_min, c.adm.t_max),
+                    clips: clips.autodiff(),
+                    text: text.autodiff(),
+                };
+                let real_batch = judged(real.clone(), real_text, &mut rng, &mut noise);
+                let fake_batch = judged(generated.clone(), text_frames.clone(), &mut rng, &mut noise);
+                let (loss, acc) =
+                    discriminator_adm_loss(&nets.teacher, &self.video.schedule, &nets.head, real_batch, fake_batch)?;
+                disc_losses.push(finite(step, "discriminator loss", scalar(&loss))?);
+                accs.push(acc);
+                let grads = GradientsParams::from_grads(loss.backward(), &nets.head);
+                let (grads, norm) = self.clipped(&nets.head, grads);
+                report.grad_norm_head = Some(finite(step, "discriminator gradient norm", norm)?);
+                nets.head = optim.head.step(c.optim.lr_head * lr_factor, nets.head.clone(), grads);
+                report.updates[2] += 1;
+            }
+        }
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        report.loss_fake = mean(&fake_losses);
+        report.loss_disc = mean(&disc_losses);
+        report.disc_accuracy_real = mean(&accs.iter().map(|a| a.0).collect::<Vec<_>>());
+        report.disc_accuracy_fake = mean(&accs.iter().map(|a| a.1).collect::<Vec<_>>());
+        Ok(report)
+    }
+
+    /// Clips the gradients to the global norm of the config; returns them and the norm before.
+    fn clipped<M: Module>(&self, module: &M, mut grads: GradientsParams) -> (GradientsParams, f64) {
+        let norm = clip_global_norm(module, &mut grads, self.config.optim.max_grad_norm);
+        (grads, norm as f64)
+    }
+
+    /// Whether the fake score (and the real score it is compared with) work on frames (2D SDM)
+    /// or on whole clips (the video-SDM ablation).
+    fn video_sdm(&self) -> bool {
+        self.config.loss.losses == Losses::AdmSdmVideo
+    }
+
+    /// What the SDM branch sees of generated clips `(B, C, F, H, W)`: `K` random frames of each
+    /// clip as one-frame clips `(B*K, C, 1, H, W)` and their text `(B*K, L, D)`, or the whole
+    /// clips and their per-frame text for the video ablation.
+    fn sdm_view(&self, clips: Tensor<5>, text: &Tensor<3>, rng: &mut StdRng) -> (Tensor<5>, Tensor<3>) {
+        let [b, c, f, h, w] = clips.dims();
+        if self.video_sdm() {
+            return (clips, repeat_per_frame(text.clone(), f));
+        }
+        let k = self.config.sdm.frames.min(f);
+        let picks: Vec<Vec<usize>> = (0..b).map(|_| distinct(rng, f, k).into_vec()).collect();
+        let frames = pick_frames(clips, &picks).reshape([b * k, c, 1, h, w]);
+        (frames, repeat_per_frame(text.clone(), k))
+    }
+
+    /// The parameterisation of the SDM branch's networks.
+    fn sdm_query(&self) -> &Parameterisation {
+        if self.video_sdm() { &self.video } else { &self.image }
+    }
+
+    /// The SDM loss of the generated clips (gradient to the student through them).
+    fn sdm_loss(
+        &self,
+        nets: &Networks,
+        generated: &Tensor<5>,
+        text: &Tensor<3>,
+        rng: &mut StdRng,
+        noise: &mut NoiseSource,
+    ) -> Result<Tensor<1>, TrainError> {
+        let c = &self.config.sdm;
+        let (x0, view_text) = self.sdm_view(generated.clone(), text, rng);
+        let n = x0.dims()[0];
+        let timesteps = self.timesteps(rng, n, c.t_min, c.t_max);
+        let inner = self.device.clone().without_autodiff();
+        let query = self.sdm_query();
+        let x_t = query.schedule.noise_batch(x0.clone().inner(), noise.normal(x0.dims(), &inner), &timesteps).x_t;
+        let t = self.column(&timesteps).inner();
+        let real_net = if self.video_sdm() { nets.teacher.valid() } else { nets.teacher_2d.valid() };
+        let mut real = real_net.forward(x_t.clone(), t.clone(), view_text.clone())?;
+        if c.guidance > 1.0 {
+            let empty = self.embed(&nets.text_encoder, &vec![String::new(); view_text.dims()[0]])?;
+            let uncond = real_net.forward(x_t.clone(), t.clone(), empty)?;
+            real = uncond.clone() + (real - uncond) * c.guidance;
+        }
+        let fake = nets.fake_score.valid().forward(x_t.clone(), t, view_text)?;
+        let [b, ch, f, h, w] = x0.dims();
+        let frames = |x: Tensor<5>| x.permute([0, 2, 1, 3, 4]).reshape([b * f, ch, h, w]);
+        let x0_real = query.x0(real, x_t.clone(), &timesteps);
+        let x0_fake = query.x0(fake, x_t, &timesteps);
+        Ok(dmd_loss(frames(x0), frames(x0_real).autodiff(), frames(x0_fake).autodiff()))
+    }
+
+    /// One update of the fake score on the generated clips; returns its loss and gradient norm.
+    #[allow(clippy::too_many_arguments)]
+    fn fake_score_update(
+        &self,
+        step: usize,
+        nets: &mut Networks,
+        optim: &mut Optimizers,
+        generated: &Tensor<5>,
+        text: &Tensor<3>,
+        rng: &mut StdRng,
+        noise: &mut NoiseSource,
+    ) -> Result<(f64, f64), TrainError> {
+        let (x0, view_text) = self.sdm_view(generated.clone(), text, rng);
+        let (x0, view_text) = (x0.autodiff(), view_text.autodiff());
+        let n = x0.dims()[0];
+        let query = self.sdm_query();
+        let timesteps = self.timesteps(rng, n, 0, query.schedule.train_timesteps() - 1);
+        let eps = noise.normal(x0.dims(), &self.device);
+        let x_t = query.schedule.noise_batch(x0.clone(), eps.clone(), &timesteps).x_t;
+        let output = nets.fake_score.forward(x_t, self.column(&timesteps), view_text)?;
+        let loss = query.denoising_loss(output, x0, eps, &timesteps);
+        let value = finite(step, "fake-score loss", scalar(&loss))?;
+        let grads = GradientsParams::from_grads(loss.backward(), &nets.fake_score);
+        let (grads, norm) = self.clipped(&nets.fake_score, grads);
+        let norm = finite(step, "fake-score gradient norm", norm)?;
+        let lr = self.config.optim.lr_fake * ((step + 1) as f64 / self.config.optim.warmup.max(1) as f64).min(1.0);
+        nets.fake_score = optim.fake_score.step(lr, nets.fake_score.clone(), grads);
+        Ok((value, norm))
+    }
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use avdm_import::{LoadOptions, LoadedPipeline, Video, VideoFormat, load_pipeline, write_video};
+use avdm_import::{AdapterSource, LoadOptions, LoadedPipeline, Video, VideoFormat, load_pipeline, write_video};
 use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::Sampler;
 use avdm_model::sched::{
@@ -15,7 +15,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::device::parse_device;
-use crate::inspect::adapter_source;
 use crate::output::write_json_atomically;
 
 /// Which sampler runs.
@@ -208,7 +207,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     VideoFormat::for_output(&args.out)?;
     let device = parse_device(&args.device)?;
     let options = LoadOptions { variant: args.variant.clone(), ..LoadOptions::default() };
-    let adapter = args.motion_adapter.clone().map(adapter_source);
+    let adapter = args.motion_adapter.as_deref().map(AdapterSource::from_path);
     eprintln!("loading {}", args.pipeline.display());
     let mut loaded = load_pipeline(&args.pipeline, adapter.as_ref(), &options, &device)
         .with_context(|| format!("loading the pipeline {}", args.pipeline.display()))?;

@@ -27,18 +27,13 @@ pub struct InspectArgs {
     variant: Option<String>,
 }
 
-/// A motion-adapter path: a folder is a diffusers MotionAdapter, a file an original checkpoint.
-pub fn adapter_source(path: PathBuf) -> AdapterSource {
-    if path.is_dir() { AdapterSource::Folder(path) } else { AdapterSource::Checkpoint { path, config: None } }
-}
-
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let device = Device::flex();
     let options = LoadOptions { variant: args.variant, ..LoadOptions::default() };
     let loaded = match (args.combined, args.motion_adapter) {
         (true, _) => load_unet_motion_folder(&args.unet, &options, &device),
         (false, None) => load_unet_2d(&args.unet, &options, &device),
-        (false, Some(path)) => load_unet_motion(&args.unet, &adapter_source(path), &options, &device),
+        (false, Some(path)) => load_unet_motion(&args.unet, &AdapterSource::from_path(&path), &options, &device),
     }
     .with_context(|| format!("loading the UNet from {}", args.unet.display()))?;
     let c = &loaded.config;

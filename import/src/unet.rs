@@ -51,6 +51,18 @@ pub enum AdapterSource {
     Checkpoint { path: PathBuf, config: Option<MotionAdapterConfig> },
 }
 
+impl AdapterSource {
+    /// A folder is a diffusers `MotionAdapter`; a file an original checkpoint (layout read from
+    /// its tensors).
+    pub fn from_path(path: &std::path::Path) -> Self {
+        if path.is_dir() {
+            AdapterSource::Folder(path.into())
+        } else {
+            AdapterSource::Checkpoint { path: path.into(), config: None }
+        }
+    }
+}
+
 /// What a load did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadReport {

@@ -7,11 +7,14 @@
 
 use avdm_model::UNetMotionModel;
 use avdm_model::unet::InputError;
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::AvgPool2dConfig;
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softplus};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// How many of the encoder's coarsest resolutions the head reads.
@@ -36,11 +39,14 @@ pub struct Branch {
 }
 
 impl Branch {
-    fn new(in_channels: usize, c: &HeadConfig, device: &Device) -> Self {
-        let conv =
-            |i, o| Conv2dConfig::new([i, o], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device);
+    fn new(in_channels: usize, c: &HeadConfig, rng: &mut StdRng, device: &Device) -> Self {
         let norm = || GroupNormConfig::new(c.groups, c.channels).init(device);
-        Self { conv1: conv(in_channels, c.channels), norm1: norm(), conv2: conv(c.channels, c.channels), norm2: norm() }
+        Self {
+            conv1: seeded_conv(in_channels, c.channels, 3, rng, device),
+            norm1: norm(),
+            conv2: seeded_conv(c.channels, c.channels, 3, rng, device),
+            norm2: norm(),
+        }
     }
 
     /// `(N, C_i, H_i, W_i)` -> `(N, channels, H_i, W_i)`.
@@ -61,12 +67,15 @@ pub struct DiscriminatorHead {
 impl DiscriminatorHead {
     /// A head for `teacher`'s encoder: one branch for each of its [`SCALES`] coarsest feature
     /// maps (fewer if the encoder has fewer resolutions).
-    pub fn new(teacher: &UNetMotionModel, c: &HeadConfig, device: &Device) -> Self {
+    /// Its initial weights are a function of `seed` (torch's default conv init: uniform in
+    /// `±1/sqrt(fan_in)`), so that a run is reproducible.
+    pub fn new(teacher: &UNetMotionModel, c: &HeadConfig, seed: u64, device: &Device) -> Self {
         let widths = encoder_widths(teacher);
         let read = &widths[widths.len().saturating_sub(SCALES)..];
+        let mut rng = StdRng::seed_from_u64(seed);
         Self {
-            branches: read.iter().map(|&w| Branch::new(w, c, device)).collect(),
-            out: Conv2dConfig::new([c.channels * read.len(), 1], [1, 1]).init(device),
+            branches: read.iter().map(|&w| Branch::new(w, c, &mut rng, device)).collect(),
+            out: seeded_conv(c.channels * read.len(), 1, 1, &mut rng, device),
         }
     }
 
@@ -87,6 +96,23 @@ impl DiscriminatorHead {
             .collect();
         self.out.forward(Tensor::cat(maps, 1))
     }
+}
+
+/// A `k x k` conv (padding `k / 2`) with weights and bias uniform in `±1/sqrt(in * k * k)`.
+fn seeded_conv(in_channels: usize, out_channels: usize, k: usize, rng: &mut StdRng, device: &Device) -> Conv2d {
+    let p = k / 2;
+    let mut conv = Conv2dConfig::new([in_channels, out_channels], [k, k])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .init(device);
+    let bound = 1.0 / ((in_channels * k * k) as f32).sqrt();
+    let mut uniform = |shape: Vec<usize>| {
+        let n = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+        TensorData::new(values, shape)
+    };
+    conv.weight = Param::from_data(uniform(vec![out_channels, in_channels, k, k]), device);
+    conv.bias = Some(Param::from_data(uniform(vec![out_channels]), device));
+    conv
 }
 
 /// Channels of the encoder's feature maps, finest first.

@@ -208,6 +208,11 @@ impl DistillConfig {
                 ));
             }
         }
+        for (field, weight) in [("loss.lambda_sdm", self.loss.lambda_sdm), ("loss.lambda_adm", self.loss.lambda_adm)] {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(TrainError::setting(field, format!("{weight} is not a loss weight")));
+            }
+        }
         if self.sdm.frames == 0 {
             return Err(TrainError::setting("sdm.frames", "must be positive"));
         }
@@ -257,6 +262,8 @@ mod tests {
         assert!(typo.contains("typo.toml") && typo.contains("lr_motoin"), "{typo}");
         let range = write("range.toml", "[sdm]\nt_min = 900\nt_max = 100\n");
         assert!(range.contains("sdm") && range.contains("[900, 100]"), "{range}");
+        let weight = write("weight.toml", "[loss]\nlambda_adm = -1.0\n");
+        assert!(weight.contains("lambda_adm"), "{weight}");
         let kind = write("kind.toml", "batch = \"two\"\n");
         assert!(kind.contains("batch"), "{kind}");
         let missing = DistillConfig::from_toml_file(&dir.path().join("absent.toml")).unwrap_err().to_string();

@@ -74,13 +74,14 @@ impl Networks {
     /// The networks of a distillation of `teacher` (on an autodiff device): the student is a
     /// re-keyed copy of the teacher; the 2D teacher is `teacher_2d` or the teacher's own 2D
     /// UNet (sharing its weights); the fake score is a re-keyed copy of the 2D teacher (of the
-    /// video teacher for the video-SDM ablation); the head is new.
+    /// video teacher for the video-SDM ablation); the head is new (its init drawn from `seed`).
     pub fn new(
         text_encoder: ClipTextTransformer,
         teacher: UNetMotionModel,
         teacher_2d: Option<UNetMotionModel>,
         head: &HeadConfig,
         losses: Losses,
+        seed: u64,
         device: &Device,
     ) -> Self {
         let teacher = teacher.no_grad();
@@ -90,7 +91,7 @@ impl Networks {
             text_encoder: text_encoder.no_grad(),
             student: rekeyed(&teacher).set_require_grad_group(ParamGroup::all(), true),
             fake_score: rekeyed(fake_from).set_require_grad_group(ParamGroup::all(), true),
-            head: DiscriminatorHead::new(&teacher, head, device),
+            head: DiscriminatorHead::new(&teacher, head, seed, device),
             teacher,
             teacher_2d,
         }

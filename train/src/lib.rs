@@ -8,6 +8,7 @@ pub mod backward_sim;
 pub mod checkpoint;
 pub mod data_parallel;
 pub mod discriminator;
+pub mod distill;
 pub mod distill_config;
 pub mod error;
 pub mod eval;

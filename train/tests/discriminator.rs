@@ -73,7 +73,7 @@ fn the_discriminator_head_reads_three_scales_and_passes_gradients_to_the_clip() 
     use burn::module::Module;
     let device = Device::flex().autodiff();
     let teacher = UNetMotionModel::new(&preset::unet_config(true), &device).no_grad();
-    let head = DiscriminatorHead::new(&teacher, &HeadConfig { channels: 16, groups: 8 }, &device);
+    let head = DiscriminatorHead::new(&teacher, &HeadConfig { channels: 16, groups: 8 }, 0, &device);
     assert_eq!(head.branches.len(), 3);
     let (sample, t, text) = inputs(&device, 3);
     let sample = sample.require_grad();
@@ -97,7 +97,7 @@ fn a_few_head_steps_tell_real_from_generated_clips() {
     use burn::optim::{AdamWConfig, GradientsParams};
     let device = Device::flex().autodiff();
     let teacher = UNetMotionModel::new(&preset::unet_config(true), &device).no_grad();
-    let mut head = DiscriminatorHead::new(&teacher, &HeadConfig { channels: 16, groups: 8 }, &device);
+    let mut head = DiscriminatorHead::new(&teacher, &HeadConfig { channels: 16, groups: 8 }, 0, &device);
     let mut optim = AdamWConfig::new().init();
     let world = ToyWorld { frames: 4, ..ToyWorld::default() };
     let schedule = NoiseSchedule::animatediff();

@@ -53,7 +53,7 @@ fn iterations_follow_the_two_timescale_setting_and_keep_the_teachers_frozen() {
             device: device.clone(),
         };
         let mut nets =
-            Networks::new(video.text_encoder.clone(), video.unet.clone(), None, &config.head, losses, &device);
+            Networks::new(video.text_encoder.clone(), video.unet.clone(), None, &config.head, losses, 0, &device);
         assert_eq!(nets.fake_score.has_motion_modules(), losses == Losses::AdmSdmVideo);
         let before = nets.clone();
         let mut optim = Optimizers::new(&config.optim);

@@ -1,0 +1,241 @@
+//! An AVDM2 distillation run (`avdm distill`): the networks from the teacher, the iteration
+//! loop with a metrics log, atomic checkpoints and exact resume, and the student exported as a
+//! pipeline folder at the end.
+//!
+//! Run folder: `config.toml` (the resolved settings), `metrics.jsonl` (one
+//! [`IterationReport`] per line), `checkpoint/` (student, fake score and head with their
+//! optimizers, and the step), `student/` (the result, diffusers layout).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use avdm_import::{AdapterSource, ExportDtype, LoadOptions, LoadedPipeline, export_unet_motion, load_pipeline};
+use avdm_model::sched::{BetaSchedule, NoiseSchedule, StudentConfig, StudentSampler};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Checkpoint, CheckpointWriter, sibling};
+use crate::distill_config::DistillConfig;
+use crate::error::TrainError;
+use crate::learner::{IterationData, IterationReport, Learner, Networks, Optimizers, Parameterisation};
+use crate::toy::assets::default_assets_dir;
+use crate::toy::world::{Split, ToyWorld};
+use burn::prelude::*;
+
+/// What a checkpoint records besides the networks and optimizers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistillState {
+    /// Iterations done.
+    pub step: usize,
+    pub config: DistillConfig,
+    /// Training time over all sessions of the run.
+    pub seconds: f64,
+}
+
+/// The teacher pipeline folder of a config (the shipped toy teacher by default).
+pub fn teacher_folder(config: &DistillConfig) -> PathBuf {
+    config.models.teacher.clone().unwrap_or_else(|| default_assets_dir().join("teacher"))
+}
+
+/// How the video teacher (and the student) and the 2D teacher are queried: the teacher's
+/// scheduler config, and SD1.5's `scaled_linear` over the same betas for its 2D UNet (the
+/// schedule the image model was trained with), with the same prediction type.
+pub fn parameterisations(loaded: &LoadedPipeline) -> Result<(Parameterisation, Parameterisation), TrainError> {
+    let s = &loaded.scheduler;
+    let video = NoiseSchedule::new(s.beta_schedule, s.beta_start, s.beta_end, s.num_train_timesteps)?;
+    let image = NoiseSchedule::new(BetaSchedule::ScaledLinear, s.beta_start, s.beta_end, s.num_train_timesteps)?;
+    let prediction = s.prediction_type;
+    Ok((Parameterisation { schedule: video, prediction }, Parameterisation { schedule: image, prediction }))
+}
+
+/// The toy world's data of iteration `step`: training-split captions as prompts, and a batch of
+/// real clips with their captions for each discriminator update.
+pub fn toy_data(config: &DistillConfig, world: &ToyWorld, step: usize, device: &Device) -> IterationData {
+    let per_step = config.batch * (1 + config.critic_updates.max(1));
+    let first = (step * per_step) as u64;
+    let prompts = (0..config.batch as u64)
+        .map(|i| world.spec(config.seed, Split::Train, first + i).attributes.caption())
+        .collect();
+    let real = (0..config.critic_updates.max(1))
+        .map(|k| {
+            let index = first + (config.batch * (k + 1)) as u64;
+            let (clips, specs) = world.batch(config.seed, Split::Train, index, config.batch, device);
+            (clips, specs.iter().map(|s| s.attributes.caption()).collect())
+        })
+        .collect();
+    IterationData { prompts, real }
+}
+
+/// Settings that may change when a run is resumed (its length, how often it saves, threads).
+fn resumable_view(config: &DistillConfig) -> DistillConfig {
+    DistillConfig { steps: 0, checkpoint_every: 0, sample_every: 0, threads: 0, ..config.clone() }
+}
+
+/// Keeps the lines of `metrics.jsonl` before `step` (a resumed run rewrites what came after).
+fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = fs::read_to_string(path).map_err(TrainError::io(path))?;
+    let kept: String = text
+        .lines()
+        .filter(|line| serde_json::from_str::<IterationReport>(line).is_ok_and(|r| r.step < step))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let tmp = sibling(path, ".partial");
+    fs::write(&tmp, kept).map_err(TrainError::io(&tmp))?;
+    fs::rename(&tmp, path).map_err(TrainError::io(path))
+}
+
+/// The networks and optimizers of a run, from the checkpoint under `out` when resuming.
+struct RunState {
+    nets: Networks,
+    optim: Optimizers,
+    state: DistillState,
+}
+
+fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+fn save(out: &Path, run: &RunState) -> Result<(), TrainError> {
+    let writer = CheckpointWriter::begin(&checkpoint_dir(out))?;
+    writer.module("student", &run.nets.student)?;
+    writer.optimizer("student", &run.optim.student)?;
+    writer.module("fake_score", &run.nets.fake_score)?;
+    writer.optimizer("fake_score", &run.optim.fake_score)?;
+    writer.module("head", &run.nets.head)?;
+    writer.optimizer("head", &run.optim.head)?;
+    writer.state(&run.state)?;
+    writer.commit()
+}
+
+fn restore(out: &Path, config: &DistillConfig, mut run: RunState) -> Result<RunState, TrainError> {
+    let Some(checkpoint) = Checkpoint::find(&checkpoint_dir(out)) else {
+        return Ok(run);
+    };
+    let saved: DistillState = checkpoint.state()?;
+    if resumable_view(&saved.config) != resumable_view(config) {
+        return Err(TrainError::Checkpoint {
+            path: checkpoint.dir().into(),
+            message: "was written with other settings (only steps, checkpoint_every, sample_every and threads may change on resume); resume with its config.toml or start a new run folder".into(),
+        });
+    }
+    run.nets.student = checkpoint.module("student", run.nets.student)?;
+    run.optim.student = checkpoint.optimizer("student", run.optim.student)?;
+    run.nets.fake_score = checkpoint.module("fake_score", run.nets.fake_score)?;
+    run.optim.fake_score = checkpoint.optimizer("fake_score", run.optim.fake_score)?;
+    run.nets.head = checkpoint.module("head", run.nets.head)?;
+    run.optim.head = checkpoint.optimizer("head", run.optim.head)?;
+    run.state = DistillState { config: config.clone(), ..saved };
+    Ok(run)
+}
+
+/// Writes the student as a pipeline folder at `dir`: the teacher's folder with the student's
+/// UNet, and `student.json` (the sampler the student was trained for).
+pub fn export_student(
+    teacher: &Path,
+    loaded: &LoadedPipeline,
+    student: &avdm_model::UNetMotionModel,
+    sampler: &StudentConfig,
+    dir: &Path,
+) -> Result<(), TrainError> {
+    let staging = sibling(dir, ".writing");
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(TrainError::io(&staging))?;
+    }
+    copy_folder(teacher, &staging, &["unet", "motion_adapter"])?;
+    export_unet_motion(student, &loaded.unet_config, &staging.join("unet"), ExportDtype::F32)?;
+    let json = serde_json::to_string_pretty(sampler).expect("a sampler config serialises") + "\n";
+    fs::write(staging.join("student.json"), json).map_err(TrainError::io(staging.join("student.json")))?;
+    let old = sibling(dir, ".old");
+    if dir.exists() {
+        fs::rename(dir, &old).map_err(TrainError::io(dir))?;
+    }
+    fs::rename(&staging, dir).map_err(TrainError::io(dir))?;
+    if old.exists() {
+        fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
+    }
+    Ok(())
+}
+
+/// Copies the folder `from` to `to`, leaving out the top-level entries named in `skip`.
+fn copy_folder(from: &Path, to: &Path, skip: &[&str]) -> Result<(), TrainError> {
+    fs::create_dir_all(to).map_err(TrainError::io(to))?;
+    for entry in fs::read_dir(from).map_err(TrainError::io(from))? {
+        let entry = entry.map_err(TrainError::io(from))?;
+        let name = entry.file_name();
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if src.is_dir() {
+            copy_folder(&src, &dst, &[])?;
+        } else {
+            fs::copy(&src, &dst).map_err(TrainError::io(&src))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs (or resumes) a distillation into `out` on the autodiff `device`; `on_iteration` sees
+/// every report (the dashboard). Returns the final state; the student is at `out/student`.
+pub fn distill(
+    config: &DistillConfig,
+    out: &Path,
+    resume: bool,
+    device: &Device,
+    mut on_iteration: impl FnMut(&IterationReport),
+) -> Result<DistillState, TrainError> {
+    config.validate()?;
+    let teacher_dir = teacher_folder(config);
+    let adapter = config.models.motion_adapter.as_deref().map(AdapterSource::from_path);
+    let loaded = load_pipeline(&teacher_dir, adapter.as_ref(), &LoadOptions::default(), device)?;
+    let (video, image) = parameterisations(&loaded)?;
+    let student_config = StudentConfig { prediction_type: video.prediction, ..config.student.clone() };
+    let sampler = StudentSampler::new(video.schedule.clone(), &student_config)?;
+    let nets = Networks::new(
+        loaded.pipeline.text_encoder.clone(),
+        loaded.pipeline.unet.clone(),
+        None,
+        &config.head,
+        config.loss.losses,
+        config.seed,
+        device,
+    );
+    let fresh = RunState {
+        nets,
+        optim: Optimizers::new(&config.optim),
+        state: DistillState { step: 0, config: config.clone(), seconds: 0.0 },
+    };
+    fs::create_dir_all(out).map_err(TrainError::io(out))?;
+    let mut run = if resume { restore(out, config, fresh)? } else { fresh };
+    let metrics_path = out.join("metrics.jsonl");
+    truncate_metrics(&metrics_path, run.state.step)?;
+    let mut metrics =
+        fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(TrainError::io(&metrics_path))?;
+    let config_path = out.join("config.toml");
+    fs::write(&config_path, config.to_toml()).map_err(TrainError::io(&config_path))?;
+
+    let learner = Learner { config, tokenizer: &loaded.tokenizer, video, image, sampler, device: device.clone() };
+    let world = ToyWorld::default();
+    let started = Instant::now();
+    let seconds_before = run.state.seconds;
+    while run.state.step < config.steps {
+        let step = run.state.step;
+        let data = toy_data(config, &world, step, device);
+        let report = learner.iterate(step, &mut run.nets, &mut run.optim, &data)?;
+        let line = serde_json::to_string(&report).expect("a report serialises") + "\n";
+        metrics.write_all(line.as_bytes()).map_err(TrainError::io(&metrics_path))?;
+        on_iteration(&report);
+        run.state.step += 1;
+        if run.state.step.is_multiple_of(config.checkpoint_every) || run.state.step == config.steps {
+            run.state.seconds = seconds_before + started.elapsed().as_secs_f64();
+            metrics.flush().map_err(TrainError::io(&metrics_path))?;
+            save(out, &run)?;
+        }
+    }
+    export_student(&teacher_dir, &loaded, &run.nets.student, &student_config, &out.join("student"))?;
+    Ok(run.state)
+}

@@ -1,0 +1,95 @@
+//! Distillation runs on the shipped toy teacher, a few tiny iterations each: a resumed run
+//! equals an uninterrupted one, a damaged checkpoint or other settings are named, a diverging
+//! run stops with its last good checkpoint intact, and the student is exported as a pipeline.
+
+use std::path::Path;
+
+use avdm_import::{LoadOptions, load_pipeline};
+use avdm_train::checkpoint::Checkpoint;
+use avdm_train::discriminator::HeadConfig;
+use avdm_train::distill::{DistillState, distill};
+use avdm_train::distill_config::DistillConfig;
+use avdm_train::error::TrainError;
+use burn::prelude::*;
+
+fn config(steps: usize) -> DistillConfig {
+    let mut c = DistillConfig {
+        steps,
+        batch: 1,
+        critic_updates: 1,
+        checkpoint_every: 2,
+        head: HeadConfig { channels: 8, groups: 4 },
+        ..DistillConfig::default()
+    };
+    c.sdm.frames = 2;
+    c.optim.warmup = 1;
+    c.optim.lr_motion = 1e-4;
+    c.optim.lr_backbone = 1e-4;
+    c.optim.lr_fake = 1e-4;
+    c.optim.lr_head = 1e-4;
+    c
+}
+
+fn run(config: &DistillConfig, out: &Path, resume: bool) -> Result<DistillState, TrainError> {
+    distill(config, out, resume, &Device::flex().autodiff(), |_| {})
+}
+
+fn student_weight(out: &Path) -> Tensor<4> {
+    let loaded = load_pipeline(&out.join("student"), None, &LoadOptions::default(), &Device::flex()).unwrap();
+    loaded.pipeline.unet.down_blocks[0].resnets[0].conv1.weight.val()
+}
+
+#[test]
+fn a_resumed_run_equals_an_uninterrupted_one_and_exports_the_student() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = tmp.path().join("whole");
+    assert_eq!(run(&config(4), &whole, false).unwrap().step, 4);
+    let parts = tmp.path().join("parts");
+    assert_eq!(run(&config(2), &parts, false).unwrap().step, 2);
+    assert_eq!(run(&config(4), &parts, true).unwrap().step, 4);
+    let diff = (student_weight(&whole) - student_weight(&parts)).abs().max().into_scalar::<f32>();
+    assert!(diff < 1e-6, "the resumed student drifted by {diff}");
+    let metrics = std::fs::read_to_string(parts.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 4, "one metrics line per iteration, none twice");
+    assert!(parts.join("student/student.json").is_file() && parts.join("config.toml").is_file());
+    let teacher = avdm_train::toy::assets::default_assets_dir().join("teacher/unet");
+    let moved = (student_weight(&whole)
+        - load_pipeline(teacher.parent().unwrap(), None, &LoadOptions::default(), &Device::flex())
+            .unwrap()
+            .pipeline
+            .unet
+            .down_blocks[0]
+            .resnets[0]
+            .conv1
+            .weight
+            .val())
+    .abs()
+    .max()
+    .into_scalar::<f32>();
+    assert!(moved > 0.0, "the exported student is the teacher");
+
+    // Other settings, or a damaged checkpoint, are named instead of silently restarting.
+    let mut other = config(6);
+    other.loss.lambda_adm = 0.5;
+    let err = run(&other, &parts, true).unwrap_err().to_string();
+    assert!(err.contains("checkpoint") && err.contains("other settings"), "{err}");
+    let module = parts.join("checkpoint/head.module.bpk");
+    let bytes = std::fs::read(&module).unwrap();
+    std::fs::write(&module, &bytes[..bytes.len() / 2]).unwrap();
+    let err = run(&config(6), &parts, true).unwrap_err().to_string();
+    assert!(err.contains("head.module.bpk"), "{err}");
+}
+
+#[test]
+fn a_diverging_run_stops_with_its_last_good_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = config(8);
+    c.checkpoint_every = 1;
+    c.optim.lr_motion = 1e30;
+    c.optim.lr_backbone = 1e30;
+    let err = run(&c, tmp.path(), false).unwrap_err();
+    let TrainError::NonFinite { step, .. } = err else { panic!("expected a non-finite stop, got {err}") };
+    let saved: DistillState = Checkpoint::find(&tmp.path().join("checkpoint")).unwrap().state().unwrap();
+    assert_eq!(saved.step, step, "the checkpoint is the last good step");
+    assert!(!tmp.path().join("student").exists(), "no student is exported from a failed run");
+}

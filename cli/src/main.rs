@@ -2,6 +2,7 @@
 
 mod allocator;
 mod device;
+mod distill;
 mod eval;
 mod generate;
 mod inspect;
@@ -22,6 +23,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Distill(Box<distill::DistillArgs>),
     Inspect(inspect::InspectArgs),
     Generate(Box<generate::GenerateArgs>),
     TrainTeacher(train_teacher::TrainTeacherArgs),
@@ -32,6 +34,7 @@ enum Command {
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
     let result = match Cli::parse().command {
+        Command::Distill(args) => distill::run(*args),
         Command::Inspect(args) => inspect::run(args),
         Command::Generate(args) => generate::run(*args),
         Command::TrainTeacher(args) => train_teacher::run(args),

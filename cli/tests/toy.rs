@@ -93,3 +93,19 @@ fn eval_runs_on_the_shipped_assets() {
     assert!(json["real_accuracy"].as_f64().unwrap() > 0.9, "the shipped judge misreads real clips");
     assert!(fs::read_to_string(out.join("eval.md")).unwrap().contains("| ddim-2 | 2 | 7.5 | 4 | 6 |"));
 }
+
+#[test]
+fn distill_runs_on_the_shipped_teacher_and_refuses_bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (ok, stderr) = avdm(&["distill", "--steps", "1", "--out", path(&out)]);
+    assert!(ok, "a one-step toy distillation failed:\n{stderr}");
+    assert!(out.join("student/unet").is_dir() && out.join("checkpoint").is_dir());
+    assert_fails(&["distill", "--steps", "1", "--out", path(&out)], "--resume");
+    assert_fails(&["distill", "--steps", "0", "--out", path(&tmp.path().join("zero"))], "steps");
+    let bad = tmp.path().join("bad.toml");
+    fs::write(&bad, "[sdm]\nframez = 3\n").unwrap();
+    assert_fails(&["distill", "--config", path(&bad), "--out", path(&tmp.path().join("bad"))], "framez");
+    assert!(!tmp.path().join("bad").exists(), "a refused config writes nothing");
+    assert_fails(&["distill", "--config", path(&tmp.path().join("absent.toml"))], "absent.toml");
+}

@@ -143,8 +143,6 @@ pub struct DistillConfig {
     pub checkpoint_every: usize,
     /// Generator updates between sample GIFs (0: none).
     pub sample_every: usize,
-    /// CPU threads the batches are split over.
-    pub threads: usize,
 }
 
 impl Default for DistillConfig {
@@ -164,12 +162,34 @@ impl Default for DistillConfig {
             models: ModelPaths::default(),
             checkpoint_every: 500,
             sample_every: 500,
-            threads: 1,
         }
     }
 }
 
 impl DistillConfig {
+    /// The toy preset of `avdm distill` without arguments: the shipped toy teacher, settings
+    /// sized for two CPU cores (learning rates for a model trained from scratch at 1e-3, not the
+    /// paper's fine-tuning rates).
+    pub fn toy() -> Self {
+        let mut c = Self {
+            steps: 300,
+            batch: 2,
+            head: HeadConfig { channels: 32, groups: 8 },
+            checkpoint_every: 50,
+            sample_every: 0,
+            ..Self::default()
+        };
+        c.optim = OptimConfig {
+            lr_motion: 1e-4,
+            lr_backbone: 5e-5,
+            lr_head: 1e-3,
+            lr_fake: 1e-3,
+            warmup: 20,
+            ..OptimConfig::default()
+        };
+        c
+    }
+
     /// Reads a TOML file; missing keys take their defaults, unknown keys are errors.
     pub fn from_toml_file(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
@@ -185,12 +205,7 @@ impl DistillConfig {
 
     /// Checks what the types cannot: positive counts, ranges inside the schedule, frames.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let positive = [
-            ("steps", self.steps),
-            ("batch", self.batch),
-            ("threads", self.threads),
-            ("checkpoint_every", self.checkpoint_every),
-        ];
+        let positive = [("steps", self.steps), ("batch", self.batch), ("checkpoint_every", self.checkpoint_every)];
         for (field, value) in positive {
             if value == 0 {
                 return Err(TrainError::setting(field, "must be positive"));

@@ -1,0 +1,68 @@
+//! `avdm distill`: AVDM2 distillation of a video teacher into a 4-step student (the toy preset
+//! on the shipped toy teacher without arguments).
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use avdm_train::distill::distill;
+use avdm_train::distill_config::DistillConfig;
+use avdm_train::progress::Progress;
+use clap::Args;
+
+use crate::device::parse_device;
+
+/// Distill a video teacher into a 4-step student without CFG (AVDM2); the toy preset by default.
+#[derive(Args)]
+pub struct DistillArgs {
+    /// Settings (TOML; missing keys take the paper's defaults). Without it: the toy preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run folder: config.toml, metrics.jsonl, checkpoint/, student/.
+    #[arg(long, default_value = "runs/distill")]
+    out: PathBuf,
+    /// Continue the run in --out from its checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Generator updates (overrides the config).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// auto, cpu, wgpu, vulkan or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(args: DistillArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => DistillConfig::from_toml_file(path)?,
+        None => DistillConfig::toy(),
+    };
+    config.steps = args.steps.unwrap_or(config.steps);
+    config.validate()?;
+    if !args.resume && args.out.join("checkpoint").exists() {
+        bail!("{} already holds a checkpoint: pass --resume to continue, or choose a new --out", args.out.display());
+    }
+    let device = parse_device(&args.device)?.autodiff();
+    let progress = Progress::new("distill", 0, config.steps, 10);
+    let state = distill(&config, &args.out, args.resume, &device, |r| {
+        let mut values = vec![("grad_norm", r.grad_norm_student)];
+        let optional = [
+            ("adm", r.loss_adm),
+            ("sdm", r.loss_sdm),
+            ("fake", r.loss_fake),
+            ("disc", r.loss_disc),
+            ("d_acc_real", r.disc_accuracy_real),
+            ("d_acc_fake", r.disc_accuracy_fake),
+        ];
+        values.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+        progress.update(r.step + 1, &values);
+    })?;
+    progress.finish();
+    eprintln!(
+        "distilled {} steps in {:.0} s; student: {} (evaluate: avdm eval --model {} --sampler student)",
+        state.step,
+        state.seconds,
+        args.out.join("student").display(),
+        args.out.join("student").display()
+    );
+    Ok(())
+}

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
+use avdm_train::dashboard::Dashboard;
 use avdm_train::distill::distill;
 use avdm_train::distill_config::DistillConfig;
-use avdm_train::progress::Progress;
 use clap::Args;
 
 use crate::device::parse_device;
@@ -42,21 +42,25 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
         bail!("{} already holds a checkpoint: pass --resume to continue, or choose a new --out", args.out.display());
     }
     let device = parse_device(&args.device)?.autodiff();
-    let progress = Progress::new("distill", 0, config.steps, 10);
-    let state = distill(&config, &args.out, args.resume, &device, |r| {
-        let mut values = vec![("grad_norm", r.grad_norm_student)];
-        let optional = [
-            ("adm", r.loss_adm),
-            ("sdm", r.loss_sdm),
-            ("fake", r.loss_fake),
-            ("disc", r.loss_disc),
-            ("d_acc_real", r.disc_accuracy_real),
-            ("d_acc_fake", r.disc_accuracy_fake),
-        ];
-        values.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
-        progress.update(r.step + 1, &values);
-    })?;
-    progress.finish();
+    let mut dashboard = None;
+    let state = distill(&config, &args.out, args.resume, &device, |report| {
+        let dashboard = dashboard.get_or_insert_with(|| Dashboard::new(report.step, config.steps));
+        dashboard.update(report);
+        !dashboard.stop_requested()
+    });
+    if let Some(dashboard) = dashboard {
+        dashboard.finish();
+    }
+    let state = state?;
+    if state.step < config.steps {
+        eprintln!(
+            "stopped at step {} of {}; the checkpoint is in {} (continue with --resume)",
+            state.step,
+            config.steps,
+            args.out.join("checkpoint").display()
+        );
+        return Ok(());
+    }
     eprintln!(
         "distilled {} steps in {:.0} s; student: {} (evaluate: avdm eval --model {} --sampler student)",
         state.step,

@@ -179,14 +179,16 @@ fn copy_folder(from: &Path, to: &Path, skip: &[&str]) -> Result<(), TrainError> 
     Ok(())
 }
 
-/// Runs (or resumes) a distillation into `out` on the autodiff `device`; `on_iteration` sees
-/// every report (the dashboard). Returns the final state; the student is at `out/student`.
+/// Runs (or resumes) a distillation into `out` on the autodiff `device`. `on_iteration` sees
+/// every report (the dashboard) and returns whether to go on: when it says stop, the run saves
+/// a checkpoint and returns early. Returns the final state; after the last step the student is
+/// at `out/student`.
 pub fn distill(
     config: &DistillConfig,
     out: &Path,
     resume: bool,
     device: &Device,
-    mut on_iteration: impl FnMut(&IterationReport),
+    mut on_iteration: impl FnMut(&IterationReport) -> bool,
 ) -> Result<DistillState, TrainError> {
     config.validate()?;
     let teacher_dir = teacher_folder(config);
@@ -228,12 +230,15 @@ pub fn distill(
         let report = learner.iterate(step, &mut run.nets, &mut run.optim, &data)?;
         let line = serde_json::to_string(&report).expect("a report serialises") + "\n";
         metrics.write_all(line.as_bytes()).map_err(TrainError::io(&metrics_path))?;
-        on_iteration(&report);
+        let go_on = on_iteration(&report);
         run.state.step += 1;
-        if run.state.step.is_multiple_of(config.checkpoint_every) || run.state.step == config.steps {
+        if !go_on || run.state.step.is_multiple_of(config.checkpoint_every) || run.state.step == config.steps {
             run.state.seconds = seconds_before + started.elapsed().as_secs_f64();
             metrics.flush().map_err(TrainError::io(&metrics_path))?;
             save(out, &run)?;
+        }
+        if !go_on {
+            return Ok(run.state);
         }
     }
     export_student(&teacher_dir, &loaded, &run.nets.student, &student_config, &out.join("student"))?;

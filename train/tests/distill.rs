@@ -31,7 +31,7 @@ fn config(steps: usize) -> DistillConfig {
 }
 
 fn run(config: &DistillConfig, out: &Path, resume: bool) -> Result<DistillState, TrainError> {
-    distill(config, out, resume, &Device::flex().autodiff(), |_| {})
+    distill(config, out, resume, &Device::flex().autodiff(), |_| true)
 }
 
 fn student_weight(out: &Path) -> Tensor<4> {

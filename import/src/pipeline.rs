@@ -92,8 +92,8 @@ fn has_vae(index: &serde_json::Value) -> bool {
     !index.get("vae").and_then(|v| v.get(1)).is_some_and(|c| c.is_null())
 }
 
-/// The scheduler config of a pipeline folder.
-fn read_scheduler(folder: &Path) -> Result<DdimConfig, ImportError> {
+/// The scheduler config of a pipeline folder (`scheduler/scheduler_config.json`).
+pub fn read_scheduler(folder: &Path) -> Result<DdimConfig, ImportError> {
     let path = folder.join("scheduler").join("scheduler_config.json");
     if !path.is_file() {
         return Err(ImportError::NotFound { what: "scheduler config", path });

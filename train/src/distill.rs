@@ -11,7 +11,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use avdm_import::{AdapterSource, ExportDtype, LoadOptions, LoadedPipeline, export_unet_motion, load_pipeline};
+use avdm_import::{
+    AdapterSource, ExportDtype, LoadOptions, LoadedPipeline, export_unet_motion, load_pipeline, load_unet_2d,
+    read_scheduler,
+};
 use avdm_model::sched::{BetaSchedule, NoiseSchedule, StudentConfig, StudentSampler};
 use serde::{Deserialize, Serialize};
 
@@ -38,15 +41,36 @@ pub fn teacher_folder(config: &DistillConfig) -> PathBuf {
     config.models.teacher.clone().unwrap_or_else(|| default_assets_dir().join("teacher"))
 }
 
-/// How the video teacher (and the student) and the 2D teacher are queried: the teacher's
-/// scheduler config, and SD1.5's `scaled_linear` over the same betas for its 2D UNet (the
-/// schedule the image model was trained with), with the same prediction type.
-pub fn parameterisations(loaded: &LoadedPipeline) -> Result<(Parameterisation, Parameterisation), TrainError> {
+/// How the video teacher (and the student) is queried: its scheduler config.
+pub fn video_parameterisation(loaded: &LoadedPipeline) -> Result<Parameterisation, TrainError> {
     let s = &loaded.scheduler;
-    let video = NoiseSchedule::new(s.beta_schedule, s.beta_start, s.beta_end, s.num_train_timesteps)?;
-    let image = NoiseSchedule::new(BetaSchedule::ScaledLinear, s.beta_start, s.beta_end, s.num_train_timesteps)?;
-    let prediction = s.prediction_type;
-    Ok((Parameterisation { schedule: video, prediction }, Parameterisation { schedule: image, prediction }))
+    let schedule = NoiseSchedule::new(s.beta_schedule, s.beta_start, s.beta_end, s.num_train_timesteps)?;
+    Ok(Parameterisation { schedule, prediction: s.prediction_type })
+}
+
+/// The 2D teacher and how it is queried. From `models.teacher_2d` (a pipeline folder with a 2D
+/// UNet): its UNet and its scheduler config. Otherwise the video teacher's own 2D UNet (taken by
+/// [`Networks::new`]) with SD1.5's `scaled_linear` schedule over the teacher's betas (what its
+/// image model was trained with) and the teacher's prediction type.
+pub fn load_teacher_2d(
+    config: &DistillConfig,
+    loaded: &LoadedPipeline,
+    device: &Device,
+) -> Result<(Option<avdm_model::UNetMotionModel>, Parameterisation), TrainError> {
+    match &config.models.teacher_2d {
+        Some(dir) => {
+            let s = read_scheduler(dir)?;
+            let schedule = NoiseSchedule::new(s.beta_schedule, s.beta_start, s.beta_end, s.num_train_timesteps)?;
+            let unet = load_unet_2d(&dir.join("unet"), &LoadOptions::default(), device)?.model;
+            Ok((Some(unet), Parameterisation { schedule, prediction: s.prediction_type }))
+        }
+        None => {
+            let s = &loaded.scheduler;
+            let schedule =
+                NoiseSchedule::new(BetaSchedule::ScaledLinear, s.beta_start, s.beta_end, s.num_train_timesteps)?;
+            Ok((None, Parameterisation { schedule, prediction: s.prediction_type }))
+        }
+    }
 }
 
 /// The toy world's data of iteration `step`: training-split captions as prompts, and a batch of
@@ -194,13 +218,14 @@ pub fn distill(
     let teacher_dir = teacher_folder(config);
     let adapter = config.models.motion_adapter.as_deref().map(AdapterSource::from_path);
     let loaded = load_pipeline(&teacher_dir, adapter.as_ref(), &LoadOptions::default(), device)?;
-    let (video, image) = parameterisations(&loaded)?;
+    let video = video_parameterisation(&loaded)?;
+    let (teacher_2d, image) = load_teacher_2d(config, &loaded, device)?;
     let student_config = StudentConfig { prediction_type: video.prediction, ..config.student.clone() };
     let sampler = StudentSampler::new(video.schedule.clone(), &student_config)?;
     let nets = Networks::new(
         loaded.pipeline.text_encoder.clone(),
         loaded.pipeline.unet.clone(),
-        None,
+        teacher_2d,
         &config.head,
         config.loss.losses,
         config.seed,

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use avdm_train::checkpoint::replace_folder;
 use serde::Serialize;
 
 /// Writes `text` at `path` through `<path>.partial`.
@@ -22,29 +23,17 @@ pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> anyhow::Res
 /// Writes a folder at `path` whole or not at all: `write` fills `<path>.partial/`, which then
 /// takes the place of `path`. If `write` fails, an existing folder at `path` stays as it was.
 pub fn write_folder_atomically(path: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let sibling = |suffix: &str| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        std::path::PathBuf::from(name)
-    };
-    let (staging, old) = (sibling(".partial"), sibling(".old"));
-    for leftover in [&staging, &old] {
-        if leftover.exists() {
-            std::fs::remove_dir_all(leftover).with_context(|| format!("removing {}", leftover.display()))?;
-        }
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    let staging = std::path::PathBuf::from(name);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
     }
     if let Err(e) = write(&staging) {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
-    if path.exists() {
-        std::fs::rename(path, &old).with_context(|| format!("moving {} aside", path.display()))?;
-    }
-    std::fs::rename(&staging, path).with_context(|| format!("cannot write {}", path.display()))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
-    }
-    Ok(())
+    Ok(replace_folder(&staging, path)?)
 }
 
 #[cfg(test)]

@@ -64,19 +64,26 @@ impl CheckpointWriter {
 
     /// Replaces the checkpoint at the destination by this one.
     pub fn commit(self) -> Result<(), TrainError> {
-        let old = sibling(&self.dest, ".old");
-        if old.exists() {
-            fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
-        }
-        if self.dest.exists() {
-            fs::rename(&self.dest, &old).map_err(TrainError::io(&self.dest))?;
-        }
-        fs::rename(&self.staging, &self.dest).map_err(TrainError::io(&self.dest))?;
-        if old.exists() {
-            fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
-        }
-        Ok(())
+        replace_folder(&self.staging, &self.dest)
     }
+}
+
+/// Moves the finished folder `staging` to `dest`, replacing what is there: the old folder is
+/// first renamed to `<dest>.old` (which [`Checkpoint::find`] still reads if a crash stops the
+/// swap half-way), then removed.
+pub fn replace_folder(staging: &Path, dest: &Path) -> Result<(), TrainError> {
+    let old = sibling(dest, ".old");
+    if old.exists() {
+        fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
+    }
+    if dest.exists() {
+        fs::rename(dest, &old).map_err(TrainError::io(dest))?;
+    }
+    fs::rename(staging, dest).map_err(TrainError::io(dest))?;
+    if old.exists() {
+        fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
+    }
+    Ok(())
 }
 
 /// A checkpoint on disk.

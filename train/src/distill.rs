@@ -15,10 +15,10 @@ use avdm_import::{
     AdapterSource, ExportDtype, LoadOptions, LoadedPipeline, export_unet_motion, load_pipeline, load_unet_2d,
     read_scheduler,
 };
-use avdm_model::sched::{BetaSchedule, NoiseSchedule, StudentConfig, StudentSampler};
+use avdm_model::sched::{BetaSchedule, DdimConfig, NoiseSchedule, StudentConfig, StudentSampler};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, CheckpointWriter, sibling};
+use crate::checkpoint::{Checkpoint, CheckpointWriter, replace_folder, sibling};
 use crate::distill_config::DistillConfig;
 use crate::error::TrainError;
 use crate::learner::{IterationData, IterationReport, Learner, Networks, Optimizers, Parameterisation};
@@ -41,11 +41,16 @@ pub fn teacher_folder(config: &DistillConfig) -> PathBuf {
     config.models.teacher.clone().unwrap_or_else(|| default_assets_dir().join("teacher"))
 }
 
+/// A scheduler config's betas, with `beta_schedule` (its own, or another over the same range),
+/// and its prediction type.
+fn parameterisation(s: &DdimConfig, beta_schedule: BetaSchedule) -> Result<Parameterisation, TrainError> {
+    let schedule = NoiseSchedule::new(beta_schedule, s.beta_start, s.beta_end, s.num_train_timesteps)?;
+    Ok(Parameterisation { schedule, prediction: s.prediction_type })
+}
+
 /// How the video teacher (and the student) is queried: its scheduler config.
 pub fn video_parameterisation(loaded: &LoadedPipeline) -> Result<Parameterisation, TrainError> {
-    let s = &loaded.scheduler;
-    let schedule = NoiseSchedule::new(s.beta_schedule, s.beta_start, s.beta_end, s.num_train_timesteps)?;
-    Ok(Parameterisation { schedule, prediction: s.prediction_type })
+    parameterisation(&loaded.scheduler, loaded.scheduler.beta_schedule)
 }
 
 /// The 2D teacher and how it is queried. From `models.teacher_2d` (a pipeline folder with a 2D
@@ -60,16 +65,10 @@ pub fn load_teacher_2d(
     match &config.models.teacher_2d {
         Some(dir) => {
             let s = read_scheduler(dir)?;
-            let schedule = NoiseSchedule::new(s.beta_schedule, s.beta_start, s.beta_end, s.num_train_timesteps)?;
             let unet = load_unet_2d(&dir.join("unet"), &LoadOptions::default(), device)?.model;
-            Ok((Some(unet), Parameterisation { schedule, prediction: s.prediction_type }))
+            Ok((Some(unet), parameterisation(&s, s.beta_schedule)?))
         }
-        None => {
-            let s = &loaded.scheduler;
-            let schedule =
-                NoiseSchedule::new(BetaSchedule::ScaledLinear, s.beta_start, s.beta_end, s.num_train_timesteps)?;
-            Ok((None, Parameterisation { schedule, prediction: s.prediction_type }))
-        }
+        None => Ok((None, parameterisation(&loaded.scheduler, BetaSchedule::ScaledLinear)?)),
     }
 }
 
@@ -173,15 +172,7 @@ pub fn export_student(
     export_unet_motion(student, &loaded.unet_config, &staging.join("unet"), ExportDtype::F32)?;
     let json = serde_json::to_string_pretty(sampler).expect("a sampler config serialises") + "\n";
     fs::write(staging.join("student.json"), json).map_err(TrainError::io(staging.join("student.json")))?;
-    let old = sibling(dir, ".old");
-    if dir.exists() {
-        fs::rename(dir, &old).map_err(TrainError::io(dir))?;
-    }
-    fs::rename(&staging, dir).map_err(TrainError::io(dir))?;
-    if old.exists() {
-        fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
-    }
-    Ok(())
+    replace_folder(&staging, dir)
 }
 
 /// Copies the folder `from` to `to`, leaving out the top-level entries named in `skip`.

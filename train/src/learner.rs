@@ -39,8 +39,8 @@ pub struct Parameterisation {
 impl Parameterisation {
     /// `x_0` from the network's output at `x_t`, each sample at its own timestep.
     fn x0<const D: usize>(&self, output: Tensor<D>, x_t: Tensor<D>, timesteps: &[usize]) -> Tensor<D> {
-        let noised = self.schedule.noise_batch(x_t.zeros_like(), x_t.zeros_like(), timesteps);
-        self.prediction.x0_and_eps(output, x_t, noised.signal, noised.sigma).0
+        let (signal, sigma) = self.schedule.scale_columns::<D>(timesteps, &x_t.device());
+        self.prediction.x0_and_eps(output, x_t, signal, sigma).0
     }
 
     /// The diffusion loss of `output` at `x_t = noise_batch(x0, noise, timesteps)`.
@@ -280,7 +280,7 @@ impl Learner<'_> {
         for k in 0..c.critic_updates {
             if losses.uses_sdm() {
                 let (loss, norm) =
-                    self.fake_score_update(step, nets, optim, &generated, &text, &mut rng, &mut noise)?;
+                    self.fake_score_update(step, lr_factor, nets, optim, &generated, &text, &mut rng, &mut noise)?;
                 fake_losses.push(loss);
                 report.grad_norm_fake = Some(norm);
                 report.updates[1] += 1;
@@ -383,6 +383,7 @@ impl Learner<'_> {
     fn fake_score_update(
         &self,
         step: usize,
+        lr_factor: f64,
         nets: &mut Networks,
         optim: &mut Optimizers,
         generated: &Tensor<5>,
@@ -403,8 +404,7 @@ impl Learner<'_> {
         let grads = GradientsParams::from_grads(loss.backward(), &nets.fake_score);
         let (grads, norm) = self.clipped(&nets.fake_score, grads);
         let norm = finite(step, "fake-score gradient norm", norm)?;
-        let lr = self.config.optim.lr_fake * ((step + 1) as f64 / self.config.optim.warmup.max(1) as f64).min(1.0);
-        nets.fake_score = optim.fake_score.step(lr, nets.fake_score.clone(), grads);
+        nets.fake_score = optim.fake_score.step(self.config.optim.lr_fake * lr_factor, nets.fake_score.clone(), grads);
         Ok((value, norm))
     }
 }

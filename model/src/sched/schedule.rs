@@ -96,14 +96,18 @@ impl NoiseSchedule {
     /// noise` for `x0`, `noise` of shape `(B, ...)` and `timesteps` of length `B`. Returns `x_t`
     /// and the two scales as `(B, 1, ..., 1)` columns.
     pub fn noise_batch<const D: usize>(&self, x0: Tensor<D>, noise: Tensor<D>, timesteps: &[usize]) -> NoisedBatch<D> {
-        let device = x0.device();
+        let (signal, sigma) = self.scale_columns::<D>(timesteps, &x0.device());
+        let x_t = x0 * signal.clone() + noise * sigma.clone();
+        NoisedBatch { x_t, signal, sigma }
+    }
+
+    /// `(sqrt(ᾱ_t), sqrt(1 - ᾱ_t))` of each of a batch's timesteps, as `(B, 1, ..., 1)` columns.
+    pub fn scale_columns<const D: usize>(&self, timesteps: &[usize], device: &Device) -> (Tensor<D>, Tensor<D>) {
         let mut shape = [1; D];
         shape[0] = timesteps.len();
         let (signal, sigma): (Vec<f32>, Vec<f32>) = timesteps.iter().map(|&t| self.scales(t)).unzip();
-        let column = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device).reshape(shape);
-        let (signal, sigma) = (column(signal), column(sigma));
-        let x_t = x0 * signal.clone() + noise * sigma.clone();
-        NoisedBatch { x_t, signal, sigma }
+        let column = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), device).reshape(shape);
+        (column(signal), column(sigma))
     }
 }
 

@@ -30,6 +30,15 @@ pub enum InputError {
     TextWidth { got: usize, expected: usize },
 }
 
+/// The encoder half's outputs: the mid block's output, the skip tensors the up blocks take
+/// (`conv_in`'s output, then every down-block layer's and downsampler's), and each down block's
+/// output before its downsampler.
+struct Encoded {
+    mid: Tensor<4>,
+    skips: Vec<Tensor<4>>,
+    block_features: Vec<Tensor<4>>,
+}
+
 /// SD1.5-family UNet with optional AnimateDiff motion modules. Field names are diffusers'
 /// state-dict keys; `time_proj` has no weights and is the function `timestep_embedding`.
 #[derive(Module, Debug)]
@@ -245,16 +254,24 @@ impl UNetMotionModel {
         self.check_frames(f)?;
         let folded = sample.permute([0, 2, 1, 3, 4]).reshape([b * f, c, h, w]);
         let (x, cond) = self.embed(folded, timestep, text, b, f)?;
+        let encoded = self.encode(x, &cond);
+        let mut features = encoded.block_features;
+        *features.last_mut().expect("a UNet has down blocks") = encoded.mid;
+        Ok(features)
+    }
+
+    /// `conv_in`, the down blocks and the mid block on folded frames.
+    fn encode(&self, x: Tensor<4>, cond: &Conditioning) -> Encoded {
         let mut x = self.conv_in.forward(x);
-        let mut features = Vec::with_capacity(self.down_blocks.len());
+        let mut skips = vec![x.clone()];
+        let mut block_features = Vec::with_capacity(self.down_blocks.len());
         for block in &self.down_blocks {
-            let (out, skips) = block.forward(x, &cond);
-            features.push(skips[block.resnets.len() - 1].clone());
+            let (out, block_skips) = block.forward(x, cond);
+            block_features.push(block_skips[block.resnets.len() - 1].clone());
+            skips.extend(block_skips);
             x = out;
         }
-        let mid = self.mid_block.forward(x, &cond);
-        *features.last_mut().expect("a UNet has down blocks") = mid;
-        Ok(features)
+        Encoded { mid: self.mid_block.forward(x, cond), skips, block_features }
     }
 
     fn check_frames(&self, frames: usize) -> Result<(), InputError> {
@@ -310,14 +327,7 @@ impl UNetMotionModel {
         frames: usize,
     ) -> Result<Tensor<4>, InputError> {
         let (x, cond) = self.embed(x, timestep, text, batch, frames)?;
-        let mut x = self.conv_in.forward(x);
-        let mut skips = vec![x.clone()];
-        for block in &self.down_blocks {
-            let (out, block_skips) = block.forward(x, &cond);
-            x = out;
-            skips.extend(block_skips);
-        }
-        x = self.mid_block.forward(x, &cond);
+        let Encoded { mid: mut x, mut skips, .. } = self.encode(x, &cond);
         for block in &self.up_blocks {
             x = block.forward(x, &mut skips, &cond);
         }

@@ -9,7 +9,7 @@ use avdm_train::distill::distill;
 use avdm_train::distill_config::DistillConfig;
 use clap::Args;
 
-use crate::device::parse_device;
+use crate::device::{default_threads, parse_device};
 
 /// Distill a video teacher into a 4-step student without CFG (AVDM2); the toy preset by default.
 #[derive(Args)]
@@ -26,6 +26,10 @@ pub struct DistillArgs {
     /// Generator updates (overrides the config).
     #[arg(long)]
     steps: Option<usize>,
+    /// Threads each update's batch is split over (default: all cores on the CPU, 1 on a GPU;
+    /// overrides the config).
+    #[arg(long)]
+    threads: Option<usize>,
     /// auto, cpu, wgpu, vulkan or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -37,6 +41,7 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
         None => DistillConfig::toy(),
     };
     config.steps = args.steps.unwrap_or(config.steps);
+    config.threads = args.threads.unwrap_or_else(|| default_threads(&args.device));
     config.validate()?;
     if !args.resume && args.out.join("checkpoint").exists() {
         bail!("{} already holds a checkpoint: pass --resume to continue, or choose a new --out", args.out.display());

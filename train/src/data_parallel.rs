@@ -40,27 +40,36 @@ pub fn split(batch: usize, shards: usize) -> Vec<Shard> {
         .collect()
 }
 
-/// Runs `loss_of(model fork, shard)` for every shard on its own thread and returns the sum of
-/// the shards' loss values and of their gradients. Shard order is fixed, so the result is
-/// deterministic. With one shard it runs on the calling thread.
-pub fn sharded_gradients<M, E, F>(
+/// What [`sharded_gradients`] returns: the sum of the shards' loss values and of their
+/// gradients, and what each shard returned beside its loss, in shard order.
+pub struct ShardedGradients<X> {
+    pub loss: f64,
+    pub grads: GradientsParams,
+    pub outputs: Vec<X>,
+}
+
+/// Runs `loss_of(model fork, shard)` for every shard on its own thread; `loss_of` returns the
+/// shard's weighted loss and anything else the caller wants back. Shard order is fixed, so the
+/// result is deterministic. With one shard it runs on the calling thread.
+pub fn sharded_gradients<M, X, E, F>(
     model: &M,
     shards: &[Shard],
     device: &Device,
     loss_of: F,
-) -> Result<(f64, GradientsParams), E>
+) -> Result<ShardedGradients<X>, E>
 where
     M: Module,
+    X: Send,
     E: Send,
-    F: Fn(M, &Shard) -> Result<Tensor<1>, E> + Sync,
+    F: Fn(M, &Shard) -> Result<(Tensor<1>, X), E> + Sync,
 {
-    let run = |fork: M, shard: &Shard| -> Result<(f64, GradientsParams), E> {
-        let loss = loss_of(fork.clone(), shard)?;
+    let run = |fork: M, shard: &Shard| -> Result<(f64, GradientsParams, X), E> {
+        let (loss, output) = loss_of(fork.clone(), shard)?;
         let value = loss.clone().into_scalar::<f32>() as f64;
-        Ok((value, GradientsParams::from_grads(loss.backward(), &fork)))
+        Ok((value, GradientsParams::from_grads(loss.backward(), &fork), output))
     };
     let work: Vec<(M, &Shard)> = shards.iter().map(|shard| (model.clone().fork(device), shard)).collect();
-    let results: Vec<Result<(f64, GradientsParams), E>> = if work.len() == 1 {
+    let results: Vec<Result<(f64, GradientsParams, X), E>> = if work.len() == 1 {
         work.into_iter().map(|(fork, shard)| run(fork, shard)).collect()
     } else {
         std::thread::scope(|scope| {
@@ -69,20 +78,18 @@ where
             handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
         })
     };
-    let mut total = 0.0;
-    let mut sum: Option<GradientsParams> = None;
-    for result in results {
-        let (value, grads) = result?;
-        total += value;
-        sum = Some(match sum {
-            None => grads,
-            Some(mut acc) => {
-                model.visit(&mut AddGradients { into: &mut acc, from: grads });
-                acc
-            }
-        });
+    let mut total = ShardedGradients { loss: 0.0, grads: GradientsParams::new(), outputs: Vec::new() };
+    for (i, result) in results.into_iter().enumerate() {
+        let (value, grads, output) = result?;
+        total.loss += value;
+        total.outputs.push(output);
+        if i == 0 {
+            total.grads = grads;
+        } else {
+            model.visit(&mut AddGradients { into: &mut total.grads, from: grads });
+        }
     }
-    Ok((total, sum.unwrap_or_else(GradientsParams::new)))
+    Ok(total)
 }
 
 /// Adds `from`'s gradient of every parameter into `into`.
@@ -121,12 +128,13 @@ mod tests {
         let device = Device::flex().autodiff();
         let linear: Linear = LinearConfig::new(3, 2).init(&device);
         let x = Tensor::<2>::random([5, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-        let loss_of = |model: Linear, shard: &Shard| -> Result<Tensor<1>, ()> {
-            Ok(model.forward(shard.rows(x.clone())).square().mean() * shard.weight())
+        let loss_of = |model: Linear, shard: &Shard| -> Result<(Tensor<1>, usize), ()> {
+            Ok((model.forward(shard.rows(x.clone())).square().mean() * shard.weight(), shard.samples.len()))
         };
-        let whole = split(5, 1);
-        let (value, grads) = sharded_gradients(&linear, &whole, &device, loss_of).unwrap();
-        let (value_sharded, grads_sharded) = sharded_gradients(&linear, &split(5, 3), &device, loss_of).unwrap();
+        let whole = sharded_gradients(&linear, &split(5, 1), &device, loss_of).unwrap();
+        let sharded = sharded_gradients(&linear, &split(5, 3), &device, loss_of).unwrap();
+        assert_eq!(sharded.outputs, vec![1, 2, 2], "each shard's output, in shard order");
+        let (value, grads, value_sharded, grads_sharded) = (whole.loss, whole.grads, sharded.loss, sharded.grads);
         assert!((value - value_sharded).abs() < 1e-5, "{value} vs {value_sharded}");
         let weight = |g: &GradientsParams| g.get::<2>(linear.weight.id).unwrap();
         let diff = (weight(&grads) - weight(&grads_sharded)).abs().max().into_scalar::<f32>();

@@ -90,9 +90,9 @@ pub fn toy_data(config: &DistillConfig, world: &ToyWorld, step: usize, device: &
     IterationData { prompts, real }
 }
 
-/// Settings that may change when a run is resumed (its length, how often it saves).
+/// Settings that may change when a run is resumed (its length, how often it saves, threads).
 fn resumable_view(config: &DistillConfig) -> DistillConfig {
-    DistillConfig { steps: 0, checkpoint_every: 0, sample_every: 0, ..config.clone() }
+    DistillConfig { steps: 0, checkpoint_every: 0, sample_every: 0, threads: 0, ..config.clone() }
 }
 
 /// Keeps the lines of `metrics.jsonl` before `step` (a resumed run rewrites what came after).
@@ -142,7 +142,7 @@ fn restore(out: &Path, config: &DistillConfig, mut run: RunState) -> Result<RunS
     if resumable_view(&saved.config) != resumable_view(config) {
         return Err(TrainError::Checkpoint {
             path: checkpoint.dir().into(),
-            message: "was written with other settings (only steps, checkpoint_every and sample_every may change on resume); resume with its config.toml or start a new run folder".into(),
+            message: "was written with other settings (only steps, checkpoint_every, sample_every and threads may change on resume); resume with its config.toml or start a new run folder".into(),
         });
     }
     run.nets.student = checkpoint.module("student", run.nets.student)?;

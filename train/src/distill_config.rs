@@ -143,6 +143,9 @@ pub struct DistillConfig {
     pub checkpoint_every: usize,
     /// Generator updates between sample GIFs (0: none).
     pub sample_every: usize,
+    /// CPU threads each update's batch is split over ([`crate::data_parallel`]); the result is
+    /// the same up to float summation order.
+    pub threads: usize,
 }
 
 impl Default for DistillConfig {
@@ -162,6 +165,7 @@ impl Default for DistillConfig {
             models: ModelPaths::default(),
             checkpoint_every: 500,
             sample_every: 500,
+            threads: 1,
         }
     }
 }
@@ -205,7 +209,12 @@ impl DistillConfig {
 
     /// Checks what the types cannot: positive counts, ranges inside the schedule, frames.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let positive = [("steps", self.steps), ("batch", self.batch), ("checkpoint_every", self.checkpoint_every)];
+        let positive = [
+            ("steps", self.steps),
+            ("batch", self.batch),
+            ("checkpoint_every", self.checkpoint_every),
+            ("threads", self.threads),
+        ];
         for (field, value) in positive {
             if value == 0 {
                 return Err(TrainError::setting(field, "must be positive"));

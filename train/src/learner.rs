@@ -7,7 +7,6 @@
 //! checkpoint continues exactly as an uninterrupted one.
 
 use avdm_import::ClipTokenizer;
-use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::repeat_per_frame;
 use avdm_model::sched::{NoiseSchedule, PredictionType, StudentSampler};
 use avdm_model::{ClipTextTransformer, UNetMotionModel};
@@ -15,17 +14,18 @@ use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use rand::rngs::StdRng;
-use rand::seq::index::sample as distinct;
 use rand::{RngExt, SeedableRng};
 
 use crate::adm::{Judged, discriminator_adm_loss, generator_adm_loss};
 use crate::backward_sim::backward_simulation;
+use crate::data_parallel::{Shard, sharded_gradients, split};
 use crate::discriminator::{DiscriminatorHead, HeadConfig};
 use crate::distill_config::{DistillConfig, Losses, OptimConfig};
 use crate::error::TrainError;
 use crate::grad_norm::clip_global_norm;
 use crate::param_groups::split_by_module;
 use crate::rekey::rekeyed;
+use crate::sample_streams::SampleStreams;
 use crate::sdm::{dmd_loss, pick_frames};
 use crate::teacher::caption_ids;
 
@@ -174,13 +174,26 @@ fn scalar(loss: &Tensor<1>) -> f64 {
     loss.clone().into_scalar::<f32>() as f64
 }
 
-impl Learner<'_> {
-    fn rng(&self, step: usize, purpose: u64) -> StdRng {
-        StdRng::seed_from_u64(self.config.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ purpose << 56)
-    }
+/// Purposes of the per-sample random streams of a step.
+const ROLLOUT: u64 = 1;
+const ADM: u64 = 2;
+const SDM: u64 = 3;
+/// Fake-score update `k` draws from purpose `FAKE_SCORE + k`, discriminator update `k` from
+/// `DISCRIMINATOR + k`.
+const FAKE_SCORE: u64 = 1 << 16;
+const DISCRIMINATOR: u64 = 1 << 32;
 
-    fn noise(&self, step: usize) -> NoiseSource {
-        NoiseSource { seed: self.config.seed ^ 0xD157_1110, draws: step as u64 * 256 }
+/// What a shard of the generator update returns beside its loss: its share of each loss term
+/// and its generated clips `(S, C, F, H, W)` (detached, without autodiff).
+struct GeneratorShard {
+    adm: Option<f64>,
+    sdm: Option<f64>,
+    generated: Tensor<5>,
+}
+
+impl Learner<'_> {
+    fn streams(&self, step: usize, purpose: u64, shard: &Shard) -> SampleStreams {
+        SampleStreams::new(self.config.seed, step, purpose, shard.samples.clone())
     }
 
     /// Text embeddings `(B, L, D)` of `captions` (frozen encoder, no autodiff).
@@ -190,16 +203,13 @@ impl Learner<'_> {
         Ok(text_encoder.valid().embed(ids, 0)?)
     }
 
-    fn timesteps(&self, rng: &mut StdRng, n: usize, lo: usize, hi: usize) -> Vec<usize> {
-        (0..n).map(|_| rng.random_range(lo..=hi)).collect()
-    }
-
     fn column(&self, timesteps: &[usize]) -> Tensor<1> {
         let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
         Tensor::from_floats(t.as_slice(), &self.device)
     }
 
-    /// Runs iteration `step`, updating `nets` and `optim`.
+    /// Runs iteration `step`, updating `nets` and `optim`. Every update splits the batch over
+    /// `config.threads` threads ([`crate::data_parallel`]).
     pub fn iterate(
         &self,
         step: usize,
@@ -209,65 +219,32 @@ impl Learner<'_> {
     ) -> Result<IterationReport, TrainError> {
         let c = self.config;
         let losses = c.loss.losses;
-        let mut rng = self.rng(step, 1);
-        let mut noise = self.noise(step);
         let lr_factor = ((step + 1) as f64 / c.optim.warmup.max(1) as f64).min(1.0);
         let mut report = IterationReport { step, lr_factor, ..IterationReport::default() };
-
-        // 1. The student's own rollout (backward simulation), with gradient at a random step.
-        let text = self.embed(&nets.text_encoder, &data.prompts)?;
-        let real_shape = data
+        let batch = data.prompts.len();
+        let [_, channels, frames, height, width] = data
             .real
             .first()
             .map(|(clips, _)| clips.dims())
             .ok_or_else(|| TrainError::setting("data", "an iteration needs real clips for the discriminator"))?;
-        let [_, channels, frames, height, width] = real_shape;
-        let batch = data.prompts.len();
-        let shape = [batch, channels, frames, height, width];
-        let text_frames = repeat_per_frame(text.clone(), frames);
-        let inner = self.device.clone().without_autodiff();
-        let stop = rng.random_range(0..self.sampler.timesteps.len());
-        let student_frozen = nets.student.valid();
-        let rollout = backward_simulation(
-            &self.sampler,
-            stop,
-            noise.normal(shape, &inner),
-            |x, t| student_frozen.forward(x, self.column(&[t]).inner(), text_frames.clone()),
-            |x, t| nets.student.forward(x.autodiff(), self.column(&[t]), text_frames.clone().autodiff()),
-            || noise.normal(shape, &inner),
-        )?;
-        report.rollout_step = stop;
-        let generated = rollout.x0;
+        if data.real.iter().any(|(clips, captions)| clips.dims()[0] != batch || captions.len() != batch) {
+            return Err(TrainError::setting("data", format!("every real batch needs {batch} clips and captions")));
+        }
+        let shards = split(batch, c.threads);
 
-        // 2-3. Generator losses.
-        let mut total: Option<Tensor<1>> = None;
-        let mut add = |loss: Tensor<1>, weight: f32| {
-            total = Some(match total.take() {
-                Some(t) => t + loss * weight,
-                None => loss * weight,
-            })
-        };
-        if losses.uses_adm() {
-            let timesteps = self.timesteps(&mut rng, batch, c.adm.t_min, c.adm.t_max);
-            let judged = Judged {
-                clips: generated.clone(),
-                noise: noise.normal(shape, &inner).autodiff(),
-                timesteps,
-                text: text_frames.clone().autodiff(),
-            };
-            // The head's gradient of this loss is computed but not applied.
-            let loss = generator_adm_loss(&nets.teacher, &self.video.schedule, &nets.head, judged)?;
-            report.loss_adm = Some(finite(step, "ADM generator loss", scalar(&loss))?);
-            add(loss, c.loss.lambda_adm);
-        }
-        if losses.uses_sdm() {
-            let loss = self.sdm_loss(nets, &generated, &text, &mut rng, &mut noise)?;
-            report.loss_sdm = Some(finite(step, "SDM loss", scalar(&loss))?);
-            add(loss, c.loss.lambda_sdm);
-        }
-        let total = total.expect("every setting has a generator loss");
-        let grads = GradientsParams::from_grads(total.backward(), &nets.student);
-        let (grads, norm) = self.clipped(&nets.student, grads);
+        // 1-4. The generator update on the student's own rollout, with gradient at a random step.
+        let stop = StdRng::seed_from_u64(c.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .random_range(0..self.sampler.timesteps.len());
+        report.rollout_step = stop;
+        let clip = [channels, frames, height, width];
+        let sharded = sharded_gradients(&nets.student, &shards, &self.device, |student, shard| {
+            self.generator_shard(step, stop, student, nets, data, shard, clip)
+        })?;
+        let sum = |term: fn(&GeneratorShard) -> Option<f64>| sharded.outputs.iter().map(term).sum::<Option<f64>>();
+        report.loss_adm = sum(|s| s.adm).map(|v| finite(step, "ADM generator loss", v)).transpose()?;
+        report.loss_sdm = sum(|s| s.sdm).map(|v| finite(step, "SDM loss", v)).transpose()?;
+        let generated = Tensor::cat(sharded.outputs.into_iter().map(|s| s.generated).collect(), 0);
+        let (grads, norm) = self.clipped(&nets.student, sharded.grads);
         report.grad_norm_student = finite(step, "student gradient norm", norm)?;
         let (motion, backbone) = split_by_module(&nets.student, grads, "motion_modules");
         let student = optim.student.step(c.optim.lr_motion * lr_factor, nets.student.clone(), motion);
@@ -275,33 +252,27 @@ impl Learner<'_> {
         report.updates[0] = 1;
 
         // 5-6. Two-timescale critic updates on the (detached) generated clips.
-        let generated = generated.detach().inner();
         let (mut fake_losses, mut disc_losses, mut accs) = (Vec::new(), Vec::new(), Vec::new());
         for k in 0..c.critic_updates {
             if losses.uses_sdm() {
-                let (loss, norm) =
-                    self.fake_score_update(step, lr_factor, nets, optim, &generated, &text, &mut rng, &mut noise)?;
-                fake_losses.push(loss);
-                report.grad_norm_fake = Some(norm);
+                let sharded = sharded_gradients(&nets.fake_score, &shards, &self.device, |fake_score, shard| {
+                    self.fake_score_shard(step, k, fake_score, nets, &generated, &data.prompts, shard)
+                })?;
+                fake_losses.push(finite(step, "fake-score loss", sharded.loss)?);
+                let (grads, norm) = self.clipped(&nets.fake_score, sharded.grads);
+                report.grad_norm_fake = Some(finite(step, "fake-score gradient norm", norm)?);
+                nets.fake_score = optim.fake_score.step(c.optim.lr_fake * lr_factor, nets.fake_score.clone(), grads);
                 report.updates[1] += 1;
             }
             if losses.uses_adm() {
-                let (real, captions) = data.real.get(k).unwrap_or(&data.real[0]);
-                let real_text = repeat_per_frame(self.embed(&nets.text_encoder, captions)?, frames);
-                let judged = |clips: Tensor<5>, text: Tensor<3>, rng: &mut StdRng, noise: &mut NoiseSource| Judged {
-                    noise: noise.normal(clips.dims(), &inner).autodiff(),
-                    timesteps: self.timesteps(rng, clips.dims()[0], c.adm.t_min, c.adm.t_max),
-                    clips: clips.autodiff(),
-                    text: text.autodiff(),
-                };
-                let real_batch = judged(real.clone(), real_text, &mut rng, &mut noise);
-                let fake_batch = judged(generated.clone(), text_frames.clone(), &mut rng, &mut noise);
-                let (loss, acc) =
-                    discriminator_adm_loss(&nets.teacher, &self.video.schedule, &nets.head, real_batch, fake_batch)?;
-                disc_losses.push(finite(step, "discriminator loss", scalar(&loss))?);
-                accs.push(acc);
-                let grads = GradientsParams::from_grads(loss.backward(), &nets.head);
-                let (grads, norm) = self.clipped(&nets.head, grads);
+                let real = data.real.get(k).unwrap_or(&data.real[0]);
+                let sharded = sharded_gradients(&nets.head, &shards, &self.device, |head, shard| {
+                    self.discriminator_shard(step, k, head, nets, real, (&generated, &data.prompts), shard)
+                })?;
+                disc_losses.push(finite(step, "discriminator loss", sharded.loss)?);
+                let sum = |side: fn(&(f64, f64)) -> f64| sharded.outputs.iter().map(side).sum::<f64>();
+                accs.push((sum(|a| a.0), sum(|a| a.1)));
+                let (grads, norm) = self.clipped(&nets.head, sharded.grads);
                 report.grad_norm_head = Some(finite(step, "discriminator gradient norm", norm)?);
                 nets.head = optim.head.step(c.optim.lr_head * lr_factor, nets.head.clone(), grads);
                 report.updates[2] += 1;
@@ -313,6 +284,68 @@ impl Learner<'_> {
         report.disc_accuracy_real = mean(&accs.iter().map(|a| a.0).collect::<Vec<_>>());
         report.disc_accuracy_fake = mean(&accs.iter().map(|a| a.1).collect::<Vec<_>>());
         Ok(report)
+    }
+
+    /// The generator loss of one shard (weighted by its share of the batch), computed through
+    /// `student` (a fork of the student): the rollout by backward simulation, then ADM and SDM
+    /// on the clips it ends with. `clip` is `[C, F, H, W]`.
+    #[allow(clippy::too_many_arguments)]
+    fn generator_shard(
+        &self,
+        step: usize,
+        stop: usize,
+        student: UNetMotionModel,
+        nets: &Networks,
+        data: &IterationData,
+        shard: &Shard,
+        clip: [usize; 4],
+    ) -> Result<(Tensor<1>, GeneratorShard), TrainError> {
+        let c = self.config;
+        let [channels, frames, height, width] = clip;
+        let per_clip = [1, channels, frames, height, width];
+        let inner = self.device.clone().without_autodiff();
+        let text = self.embed(&nets.text_encoder, &data.prompts[shard.samples.clone()])?;
+        let text_frames = repeat_per_frame(text.clone(), frames);
+        let mut rollout_noise = self.streams(step, ROLLOUT, shard);
+        let student_frozen = student.valid();
+        let rollout = backward_simulation(
+            &self.sampler,
+            stop,
+            rollout_noise.normal(per_clip, &inner),
+            |x, t| student_frozen.forward(x, self.column(&[t]).inner(), text_frames.clone()),
+            |x, t| student.forward(x.autodiff(), self.column(&[t]), text_frames.clone().autodiff()),
+            || rollout_noise.normal(per_clip, &inner),
+        )?;
+        let generated = rollout.x0;
+        let weight = shard.weight();
+        let (mut total, mut adm, mut sdm) = (None::<Tensor<1>>, None, None);
+        let mut add = |loss: Tensor<1>, lambda: f32| {
+            let value = scalar(&loss) * weight as f64;
+            let loss = loss * (lambda * weight);
+            total = Some(match total.take() {
+                Some(t) => t + loss,
+                None => loss,
+            });
+            value
+        };
+        if c.loss.losses.uses_adm() {
+            let mut streams = self.streams(step, ADM, shard);
+            let judged = Judged {
+                clips: generated.clone(),
+                noise: streams.normal(per_clip, &self.device),
+                timesteps: streams.timesteps(1, c.adm.t_min, c.adm.t_max),
+                text: text_frames.clone().autodiff(),
+            };
+            // The gradient reaches the student through the clips only: the head is a constant.
+            let head = nets.head.clone().no_grad();
+            adm = Some(add(generator_adm_loss(&nets.teacher, &self.video.schedule, &head, judged)?, c.loss.lambda_adm));
+        }
+        if c.loss.losses.uses_sdm() {
+            let loss = self.sdm_loss(nets, &generated, &text, &mut self.streams(step, SDM, shard))?;
+            sdm = Some(add(loss, c.loss.lambda_sdm));
+        }
+        let total = total.expect("every setting has a generator loss");
+        Ok((total, GeneratorShard { adm, sdm, generated: generated.detach().inner() }))
     }
 
     /// Clips the gradients to the global norm of the config; returns them and the norm before.
@@ -327,17 +360,16 @@ impl Learner<'_> {
         self.config.loss.losses == Losses::AdmSdmVideo
     }
 
-    /// What the SDM branch sees of generated clips `(B, C, F, H, W)`: `K` random frames of each
-    /// clip as one-frame clips `(B*K, C, 1, H, W)` and their text `(B*K, L, D)`, or the whole
+    /// What the SDM branch sees of generated clips `(S, C, F, H, W)`: `K` random frames of each
+    /// clip as one-frame clips `(S*K, C, 1, H, W)` and their text `(S*K, L, D)`, or the whole
     /// clips and their per-frame text for the video ablation.
-    fn sdm_view(&self, clips: Tensor<5>, text: &Tensor<3>, rng: &mut StdRng) -> (Tensor<5>, Tensor<3>) {
+    fn sdm_view(&self, clips: Tensor<5>, text: &Tensor<3>, streams: &mut SampleStreams) -> (Tensor<5>, Tensor<3>) {
         let [b, c, f, h, w] = clips.dims();
         if self.video_sdm() {
             return (clips, repeat_per_frame(text.clone(), f));
         }
         let k = self.config.sdm.frames.min(f);
-        let picks: Vec<Vec<usize>> = (0..b).map(|_| distinct(rng, f, k).into_vec()).collect();
-        let frames = pick_frames(clips, &picks).reshape([b * k, c, 1, h, w]);
+        let frames = pick_frames(clips, &streams.picks(f, k)).reshape([b * k, c, 1, h, w]);
         (frames, repeat_per_frame(text.clone(), k))
     }
 
@@ -346,22 +378,24 @@ impl Learner<'_> {
         if self.video_sdm() { &self.video } else { &self.image }
     }
 
-    /// The SDM loss of the generated clips (gradient to the student through them).
+    /// The SDM loss of generated clips `(S, C, F, H, W)` (gradient to the student through
+    /// them), with text `(S, L, D)`.
     fn sdm_loss(
         &self,
         nets: &Networks,
         generated: &Tensor<5>,
         text: &Tensor<3>,
-        rng: &mut StdRng,
-        noise: &mut NoiseSource,
+        streams: &mut SampleStreams,
     ) -> Result<Tensor<1>, TrainError> {
         let c = &self.config.sdm;
-        let (x0, view_text) = self.sdm_view(generated.clone(), text, rng);
-        let n = x0.dims()[0];
-        let timesteps = self.timesteps(rng, n, c.t_min, c.t_max);
+        let (x0, view_text) = self.sdm_view(generated.clone(), text, streams);
+        let [n, ch, f, h, w] = x0.dims();
+        let per = n / text.dims()[0];
+        let timesteps = streams.timesteps(per, c.t_min, c.t_max);
         let inner = self.device.clone().without_autodiff();
         let query = self.sdm_query();
-        let x_t = query.schedule.noise_batch(x0.clone().inner(), noise.normal(x0.dims(), &inner), &timesteps).x_t;
+        let noise = streams.normal([per, ch, f, h, w], &inner);
+        let x_t = query.schedule.noise_batch(x0.clone().inner(), noise, &timesteps).x_t;
         let t = self.column(&timesteps).inner();
         let real_net = if self.video_sdm() { nets.teacher.valid() } else { nets.teacher_2d.valid() };
         let mut real = real_net.forward(x_t.clone(), t.clone(), view_text.clone())?;
@@ -371,40 +405,69 @@ impl Learner<'_> {
             real = uncond.clone() + (real - uncond) * c.guidance;
         }
         let fake = nets.fake_score.valid().forward(x_t.clone(), t, view_text)?;
-        let [b, ch, f, h, w] = x0.dims();
-        let frames = |x: Tensor<5>| x.permute([0, 2, 1, 3, 4]).reshape([b * f, ch, h, w]);
+        let frames = |x: Tensor<5>| x.permute([0, 2, 1, 3, 4]).reshape([n * f, ch, h, w]);
         let x0_real = query.x0(real, x_t.clone(), &timesteps);
         let x0_fake = query.x0(fake, x_t, &timesteps);
         Ok(dmd_loss(frames(x0), frames(x0_real).autodiff(), frames(x0_fake).autodiff()))
     }
 
-    /// One update of the fake score on the generated clips; returns its loss and gradient norm.
+    /// The weighted diffusion loss of the fake score (a fork) on one shard of the generated
+    /// clips `(B, C, F, H, W)`, for critic update `k`.
     #[allow(clippy::too_many_arguments)]
-    fn fake_score_update(
+    fn fake_score_shard(
         &self,
         step: usize,
-        lr_factor: f64,
-        nets: &mut Networks,
-        optim: &mut Optimizers,
+        k: usize,
+        fake_score: UNetMotionModel,
+        nets: &Networks,
         generated: &Tensor<5>,
-        text: &Tensor<3>,
-        rng: &mut StdRng,
-        noise: &mut NoiseSource,
-    ) -> Result<(f64, f64), TrainError> {
-        let (x0, view_text) = self.sdm_view(generated.clone(), text, rng);
+        prompts: &[String],
+        shard: &Shard,
+    ) -> Result<(Tensor<1>, ()), TrainError> {
+        let mut streams = self.streams(step, FAKE_SCORE + k as u64, shard);
+        let text = self.embed(&nets.text_encoder, &prompts[shard.samples.clone()])?;
+        let (x0, view_text) = self.sdm_view(shard.rows(generated.clone()), &text, &mut streams);
         let (x0, view_text) = (x0.autodiff(), view_text.autodiff());
-        let n = x0.dims()[0];
+        let [n, ch, f, h, w] = x0.dims();
+        let per = n / shard.samples.len();
         let query = self.sdm_query();
-        let timesteps = self.timesteps(rng, n, 0, query.schedule.train_timesteps() - 1);
-        let eps = noise.normal(x0.dims(), &self.device);
+        let timesteps = streams.timesteps(per, 0, query.schedule.train_timesteps() - 1);
+        let eps = streams.normal([per, ch, f, h, w], &self.device);
         let x_t = query.schedule.noise_batch(x0.clone(), eps.clone(), &timesteps).x_t;
-        let output = nets.fake_score.forward(x_t, self.column(&timesteps), view_text)?;
-        let loss = query.denoising_loss(output, x0, eps, &timesteps);
-        let value = finite(step, "fake-score loss", scalar(&loss))?;
-        let grads = GradientsParams::from_grads(loss.backward(), &nets.fake_score);
-        let (grads, norm) = self.clipped(&nets.fake_score, grads);
-        let norm = finite(step, "fake-score gradient norm", norm)?;
-        nets.fake_score = optim.fake_score.step(self.config.optim.lr_fake * lr_factor, nets.fake_score.clone(), grads);
-        Ok((value, norm))
+        let output = fake_score.forward(x_t, self.column(&timesteps), view_text)?;
+        Ok((query.denoising_loss(output, x0, eps, &timesteps) * shard.weight(), ()))
+    }
+
+    /// The weighted discriminator loss of the head (a fork) on one shard of real clips and of
+    /// the generated ones, for critic update `k`; also its weighted accuracy on each.
+    #[allow(clippy::too_many_arguments)]
+    fn discriminator_shard(
+        &self,
+        step: usize,
+        k: usize,
+        head: DiscriminatorHead,
+        nets: &Networks,
+        (real, captions): &(Tensor<5>, Vec<String>),
+        (generated, prompts): (&Tensor<5>, &[String]),
+        shard: &Shard,
+    ) -> Result<(Tensor<1>, (f64, f64)), TrainError> {
+        let c = self.config;
+        let mut streams = self.streams(step, DISCRIMINATOR + k as u64, shard);
+        let [_, channels, frames, height, width] = real.dims();
+        let mut judged = |clips: Tensor<5>, captions: &[String]| -> Result<Judged, TrainError> {
+            let text = repeat_per_frame(self.embed(&nets.text_encoder, &captions[shard.samples.clone()])?, frames);
+            Ok(Judged {
+                noise: streams.normal([1, channels, frames, height, width], &self.device),
+                timesteps: streams.timesteps(1, c.adm.t_min, c.adm.t_max),
+                clips: shard.rows(clips).autodiff(),
+                text: text.autodiff(),
+            })
+        };
+        let real_batch = judged(real.clone(), captions)?;
+        let fake_batch = judged(generated.clone(), prompts)?;
+        let (loss, (real_acc, fake_acc)) =
+            discriminator_adm_loss(&nets.teacher, &self.video.schedule, &head, real_batch, fake_batch)?;
+        let weight = shard.weight();
+        Ok((loss * weight, (real_acc * weight as f64, fake_acc * weight as f64)))
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod param_groups;
 pub mod progress;
 pub mod rekey;
+pub mod sample_streams;
 pub mod sdm;
 pub mod teacher;
 pub mod toy;

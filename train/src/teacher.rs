@@ -373,14 +373,14 @@ pub fn train_stage(
         let step = state.step;
         let data = step_data(config, stage, step, device);
         let shards = split(settings.batch, config.threads);
-        let (value, mut grads) = sharded_gradients(&model, &shards, device, |model, shard| {
+        let sharded = sharded_gradients(&model, &shards, device, |model, shard| {
             let ids = caption_ids(tokenizer, &data.captions[shard.samples.clone()], device)?;
             let (x0, noise) = (shard.rows(data.x0.clone()), shard.rows(data.noise.clone()));
             let timesteps = &data.timesteps[shard.samples.clone()];
-            Ok::<_, TrainError>(
-                denoising_loss(&model, &schedule, config.prediction_type, x0, ids, timesteps, noise)? * shard.weight(),
-            )
+            let loss = denoising_loss(&model, &schedule, config.prediction_type, x0, ids, timesteps, noise)?;
+            Ok::<_, TrainError>((loss * shard.weight(), ()))
         })?;
+        let (value, mut grads) = (sharded.loss, sharded.grads);
         if !value.is_finite() {
             return Err(TrainError::NonFinite { step, what: "loss", value });
         }

@@ -6,7 +6,7 @@ use avdm_model::sched::{NoiseSchedule, PredictionType, StudentConfig, StudentSam
 use avdm_train::discriminator::HeadConfig;
 use avdm_train::distill_config::{DistillConfig, Losses};
 use avdm_train::learner::{IterationData, Learner, Networks, Optimizers, Parameterisation};
-use avdm_train::teacher::{init_image_model, init_motion_model};
+use avdm_train::teacher::{TextToVideo, init_image_model, init_motion_model};
 use avdm_train::toy::preset;
 use avdm_train::toy::vocabulary::write_tokenizer;
 use avdm_train::toy::world::{Split, ToyWorld};
@@ -26,16 +26,62 @@ fn config(losses: Losses) -> DistillConfig {
     c
 }
 
+/// A tiny toy teacher (random weights) and what a learner needs beside it.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    tokenizer: ClipTokenizer,
+    video: TextToVideo,
+    world: ToyWorld,
+    device: Device,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        write_tokenizer(&tmp.path().join("tokenizer")).unwrap();
+        let tokenizer = ClipTokenizer::from_folder(&tmp.path().join("tokenizer")).unwrap();
+        let device = Device::flex().autodiff();
+        let image = init_image_model(&device);
+        let video = init_motion_model(&image, &preset::unet_config(true), &device).unwrap();
+        Self { _tmp: tmp, tokenizer, video, world: ToyWorld { frames: 3, ..ToyWorld::default() }, device }
+    }
+
+    fn learner<'a>(&'a self, config: &'a DistillConfig) -> Learner<'a> {
+        let parameterisation = |schedule| Parameterisation { schedule, prediction: PredictionType::VPrediction };
+        let student_config = StudentConfig { prediction_type: PredictionType::VPrediction, ..StudentConfig::default() };
+        Learner {
+            config,
+            tokenizer: &self.tokenizer,
+            video: parameterisation(NoiseSchedule::animatediff()),
+            image: parameterisation(NoiseSchedule::stable_diffusion()),
+            sampler: StudentSampler::new(NoiseSchedule::animatediff(), &student_config).unwrap(),
+            device: self.device.clone(),
+        }
+    }
+
+    fn networks(&self, config: &DistillConfig) -> Networks {
+        let (text, unet) = (self.video.text_encoder.clone(), self.video.unet.clone());
+        Networks::new(text, unet, None, &config.head, config.loss.losses, 0, &self.device)
+    }
+
+    /// Step `step`'s data: `batch` prompts and two real batches.
+    fn data(&self, step: usize, batch: usize) -> IterationData {
+        let real = (0..2)
+            .map(|k| {
+                let index = (4 * step + k) * batch;
+                let (clips, specs) = self.world.batch(0, Split::Train, index as u64, batch, &self.device);
+                (clips, specs.iter().map(|s| s.attributes.caption()).collect())
+            })
+            .collect();
+        let prompts = ["a red square moving left", "a blue circle moving up"];
+        IterationData { prompts: (0..batch).map(|i| prompts[i % 2].to_string()).collect(), real }
+    }
+}
+
 #[test]
 fn iterations_follow_the_two_timescale_setting_and_keep_the_teachers_frozen() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_tokenizer(&tmp.path().join("tokenizer")).unwrap();
-    let tokenizer = ClipTokenizer::from_folder(&tmp.path().join("tokenizer")).unwrap();
-    let device = Device::flex().autodiff();
-    let image = init_image_model(&device);
-    let video = init_motion_model(&image, &preset::unet_config(true), &device).unwrap();
-    let world = ToyWorld { frames: 3, ..ToyWorld::default() };
-    let parameterisation = |schedule| Parameterisation { schedule, prediction: PredictionType::VPrediction };
+    let fixture = Fixture::new();
+    let video = &fixture.video;
     for (losses, updates) in [
         (Losses::AdmSdm2d, [1, 2, 2]),
         (Losses::AdmOnly, [1, 0, 2]),
@@ -43,29 +89,13 @@ fn iterations_follow_the_two_timescale_setting_and_keep_the_teachers_frozen() {
         (Losses::AdmSdmVideo, [1, 2, 2]),
     ] {
         let config = config(losses);
-        let student_config = StudentConfig { prediction_type: PredictionType::VPrediction, ..StudentConfig::default() };
-        let learner = Learner {
-            config: &config,
-            tokenizer: &tokenizer,
-            video: parameterisation(NoiseSchedule::animatediff()),
-            image: parameterisation(NoiseSchedule::stable_diffusion()),
-            sampler: StudentSampler::new(NoiseSchedule::animatediff(), &student_config).unwrap(),
-            device: device.clone(),
-        };
-        let mut nets =
-            Networks::new(video.text_encoder.clone(), video.unet.clone(), None, &config.head, losses, 0, &device);
+        let learner = fixture.learner(&config);
+        let mut nets = fixture.networks(&config);
         assert_eq!(nets.fake_score.has_motion_modules(), losses == Losses::AdmSdmVideo);
         let before = nets.clone();
         let mut optim = Optimizers::new(&config.optim);
         for step in 0..2 {
-            let real = (0..2)
-                .map(|k| {
-                    let (clips, specs) = world.batch(0, Split::Train, (4 * step + k) as u64, 1, &device);
-                    (clips, specs.iter().map(|s| s.attributes.caption()).collect())
-                })
-                .collect();
-            let data = IterationData { prompts: vec!["a red square moving left".into()], real };
-            let report = learner.iterate(step, &mut nets, &mut optim, &data).unwrap();
+            let report = learner.iterate(step, &mut nets, &mut optim, &fixture.data(step, 1)).unwrap();
             assert_eq!(report.updates, updates, "{losses:?}");
             assert_eq!(report.loss_adm.is_some(), losses != Losses::SdmOnly);
             assert_eq!(report.loss_sdm.is_some(), losses != Losses::AdmOnly);
@@ -92,4 +122,31 @@ fn iterations_follow_the_two_timescale_setting_and_keep_the_teachers_frozen() {
         let head_moved = max_diff(before.head.out.weight.val(), nets.head.out.weight.val()) > 0.0;
         assert_eq!(head_moved, updates[2] > 0, "{losses:?}: head");
     }
+}
+
+#[test]
+fn a_batch_split_over_threads_trains_as_the_whole_batch() {
+    let fixture = Fixture::new();
+    let run = |threads: usize| {
+        let config = DistillConfig { batch: 2, threads, ..config(Losses::AdmSdm2d) };
+        let learner = fixture.learner(&config);
+        let mut nets = fixture.networks(&config);
+        let mut optim = Optimizers::new(&config.optim);
+        let reports: Vec<_> =
+            (0..2).map(|step| learner.iterate(step, &mut nets, &mut optim, &fixture.data(step, 2)).unwrap()).collect();
+        (reports, nets)
+    };
+    let (whole, whole_nets) = run(1);
+    let (split, split_nets) = run(2);
+    for (a, b) in whole.iter().zip(&split) {
+        assert_eq!(a.rollout_step, b.rollout_step);
+        let close = |x: Option<f64>, y: Option<f64>| (x.unwrap() - y.unwrap()).abs() <= 1e-4 * (1.0 + x.unwrap().abs());
+        assert!(close(a.loss_adm, b.loss_adm) && close(a.loss_sdm, b.loss_sdm), "{a:?}\nvs\n{b:?}");
+        assert!(close(a.loss_fake, b.loss_fake) && close(a.loss_disc, b.loss_disc), "{a:?}\nvs\n{b:?}");
+        assert!((a.grad_norm_student - b.grad_norm_student).abs() <= 1e-3 * a.grad_norm_student);
+    }
+    let conv = |u: &avdm_model::UNetMotionModel| u.down_blocks[0].resnets[0].conv1.weight.val();
+    assert!(max_diff(conv(&whole_nets.student), conv(&split_nets.student)) < 1e-5);
+    assert!(max_diff(conv(&whole_nets.fake_score), conv(&split_nets.fake_score)) < 1e-5);
+    assert!(max_diff(whole_nets.head.out.weight.val(), split_nets.head.out.weight.val()) < 1e-5);
 }

@@ -1,5 +1,11 @@
 //! The toy world's procedural clips: one coloured shape moving in a straight line on black,
-//! captioned "a red square moving left".
+//! trailing a fading streak, captioned "a red square moving left".
+//!
+//! The streak is what a long exposure of a moving thing shows: it makes the direction of motion
+//! visible in a single frame, as pose and blur make it visible in real photos. Without it no
+//! still frame says which way a shape moves, so a 2D model trained on frames (stage 1 of the
+//! teacher) would learn nothing from the direction words, and the motion modules (which see no
+//! text) could not follow them either.
 //!
 //! Every clip is a pure function of `(seed, index)` and the split, so batches, eval sets and
 //! resumed runs are reproducible without saving any generator state.
@@ -98,12 +104,14 @@ pub struct ToyWorld {
     pub radius: [f32; 2],
     /// Range of [`ClipSpec::speed`], in pixels per frame.
     pub speed: [f32; 2],
+    /// Length in pixels of the streak behind the shape (0: none).
+    pub trail: f32,
 }
 
 impl Default for ToyWorld {
-    /// 8 frames of 32x32, shapes 4..7 px in half-size moving 1..2 px per frame.
+    /// 8 frames of 32x32, shapes 4..7 px in half-size moving 1..2 px per frame, streaks of 6 px.
     fn default() -> Self {
-        Self { frames: 8, size: 32, radius: [4.0, 7.0], speed: [1.0, 2.0] }
+        Self { frames: 8, size: 32, radius: [4.0, 7.0], speed: [1.0, 2.0], trail: 6.0 }
     }
 }
 
@@ -111,6 +119,8 @@ impl Default for ToyWorld {
 const EVAL_STREAM: u64 = 0x5EED_0000_E7A1;
 /// Samples per pixel side for anti-aliasing.
 const SUPERSAMPLE: usize = 4;
+/// Opacity of the streak where it leaves the shape; it fades linearly to 0 at its end.
+const TRAIL_OPACITY: f32 = 0.5;
 
 impl ToyWorld {
     /// The `index`-th clip of the split's stream for `seed`.
@@ -170,29 +180,47 @@ impl ToyWorld {
         let colour = COLOURS[spec.attributes.colour].1;
         let mut out = vec![-1.0f32; 3 * frames * size * size];
         let inv = 1.0 / (SUPERSAMPLE * SUPERSAMPLE) as f32;
+        let reach = spec.radius + self.trail + 1.0;
         for f in 0..frames {
-            let [cx, cy] = self.centre(spec, f);
+            let centre = self.centre(spec, f);
             for y in 0..size {
                 for x in 0..size {
-                    let mut hits = 0usize;
-                    for sy in 0..SUPERSAMPLE {
-                        for sx in 0..SUPERSAMPLE {
-                            let px = x as f32 + (sx as f32 + 0.5) / SUPERSAMPLE as f32 - cx;
-                            let py = y as f32 + (sy as f32 + 0.5) / SUPERSAMPLE as f32 - cy;
-                            hits += inside(spec.attributes.shape, px, py, spec.radius) as usize;
-                        }
-                    }
-                    if hits == 0 {
+                    if (x as f32 + 0.5 - centre[0]).abs() > reach || (y as f32 + 0.5 - centre[1]).abs() > reach {
                         continue;
                     }
-                    let coverage = hits as f32 * inv;
+                    let mut opacity = 0.0;
+                    for sy in 0..SUPERSAMPLE {
+                        for sx in 0..SUPERSAMPLE {
+                            let px = x as f32 + (sx as f32 + 0.5) / SUPERSAMPLE as f32;
+                            let py = y as f32 + (sy as f32 + 0.5) / SUPERSAMPLE as f32;
+                            opacity += self.opacity_at(spec, centre, px, py);
+                        }
+                    }
+                    if opacity == 0.0 {
+                        continue;
+                    }
                     for (c, value) in colour.iter().enumerate() {
-                        out[((c * frames + f) * size + y) * size + x] = -1.0 + coverage * (value + 1.0);
+                        out[((c * frames + f) * size + y) * size + x] = -1.0 + opacity * inv * (value + 1.0);
                     }
                 }
             }
         }
         out
+    }
+
+    /// Opacity at the point `(px, py)` of a frame whose shape is centred at `centre`: 1 inside
+    /// the shape, fading along the streak behind it (1-px steps back along the direction).
+    fn opacity_at(&self, spec: &ClipSpec, centre: [f32; 2], px: f32, py: f32) -> f32 {
+        let shape = spec.attributes.shape;
+        if inside(shape, px - centre[0], py - centre[1], spec.radius) {
+            return 1.0;
+        }
+        let [dx, dy] = DIRECTIONS[spec.attributes.direction].1;
+        let steps = self.trail.ceil() as usize;
+        (1..=steps)
+            .map(|k| k as f32)
+            .find(|&back| inside(shape, px - centre[0] + dx * back, py - centre[1] + dy * back, spec.radius))
+            .map_or(0.0, |back| TRAIL_OPACITY * (1.0 - back / (self.trail + 1.0)))
     }
 
     /// `n` clips of the split starting at `index`: `(n, 3, F, H, W)` in `[-1, 1]` and their specs.
@@ -250,21 +278,24 @@ mod tests {
         }
     }
 
-    /// Displacement `[dx, dy]` of the centroid of lit pixels (any channel above background)
-    /// from the first to the last frame of a rendered clip.
-    fn centroid_shift(world: &ToyWorld, clip: &[f32]) -> [f32; 2] {
+    /// The centroid `[x, y]` of frame `f` of a rendered clip, each pixel weighted by how far it
+    /// is lit above the background (summed over channels).
+    fn intensity_centroid(world: &ToyWorld, clip: &[f32], f: usize) -> [f32; 2] {
         let plane = world.size * world.size;
-        let centroid = |f: usize| {
-            let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
-            for p in 0..plane {
-                let lit: f32 = (0..3).map(|c| clip[(c * world.frames + f) * plane + p] + 1.0).sum();
-                sx += lit * (p % world.size) as f32;
-                sy += lit * (p / world.size) as f32;
-                n += lit;
-            }
-            [sx / n, sy / n]
-        };
-        let (first, last) = (centroid(0), centroid(world.frames - 1));
+        let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
+        for p in 0..plane {
+            let lit: f32 = (0..3).map(|c| clip[(c * world.frames + f) * plane + p] + 1.0).sum();
+            sx += lit * (p % world.size) as f32;
+            sy += lit * (p / world.size) as f32;
+            n += lit;
+        }
+        [sx / n, sy / n]
+    }
+
+    /// Displacement `[dx, dy]` of the intensity centroid from the first to the last frame.
+    fn centroid_shift(world: &ToyWorld, clip: &[f32]) -> [f32; 2] {
+        let first = intensity_centroid(world, clip, 0);
+        let last = intensity_centroid(world, clip, world.frames - 1);
         [last[0] - first[0], last[1] - first[1]]
     }
 
@@ -293,6 +324,23 @@ mod tests {
             assert!(dx.abs().max(dy.abs()) > 5.0 && dx.abs().max(dy.abs()) > 3.0 * dx.abs().min(dy.abs()));
             assert_eq!(direction_of([dx, dy]), spec.attributes.direction, "{:?}: moved {dx} {dy}", spec.attributes);
             assert!(spec.attributes.caption().ends_with(DIRECTIONS[spec.attributes.direction].0));
+        }
+    }
+
+    #[test]
+    fn a_single_frame_shows_the_direction_by_its_streak() {
+        let world = ToyWorld::default();
+        let plain = ToyWorld { trail: 0.0, ..world };
+        // The last frame: the streak lies on the path, inside the frame.
+        let centroid = |clip: &[f32]| intensity_centroid(&world, clip, world.frames - 1);
+        for i in 0..40 {
+            let spec = world.spec(3, Split::Eval, i);
+            // The streak pulls the frame's intensity centroid back from the shape's own.
+            let [tx, ty] = centroid(&world.render(&spec));
+            let [sx, sy] = centroid(&plain.render(&spec));
+            let [dx, dy] = DIRECTIONS[spec.attributes.direction].1;
+            let ahead = (tx - sx) * dx + (ty - sy) * dy;
+            assert!(ahead < -0.3, "{:?}: the streak is not behind the shape ({ahead})", spec.attributes);
         }
     }
 

@@ -7,6 +7,7 @@ use anyhow::bail;
 use avdm_train::dashboard::Dashboard;
 use avdm_train::distill::distill;
 use avdm_train::distill_config::DistillConfig;
+use avdm_train::distill_eval::final_table;
 use clap::Args;
 
 use crate::device::{default_threads, parse_device};
@@ -26,6 +27,9 @@ pub struct DistillArgs {
     /// Generator updates (overrides the config).
     #[arg(long)]
     steps: Option<usize>,
+    /// Clips per row of the toy eval (overrides the config's eval.clips; 0: no eval).
+    #[arg(long)]
+    eval_clips: Option<usize>,
     /// Threads each update's batch is split over (default: all cores on the CPU, 1 on a GPU;
     /// overrides the config).
     #[arg(long)]
@@ -41,6 +45,7 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
         None => DistillConfig::toy(),
     };
     config.steps = args.steps.unwrap_or(config.steps);
+    config.eval.clips = args.eval_clips.unwrap_or(config.eval.clips);
     config.threads = args.threads.unwrap_or_else(|| default_threads(&args.device));
     config.validate()?;
     if !args.resume && args.out.join("checkpoint").exists() {
@@ -67,11 +72,20 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!(
-        "distilled {} steps in {:.0} s; student: {} (evaluate: avdm eval --model {} --sampler student)",
+        "distilled {} steps in {:.0} s; student: {}",
         state.step,
         state.seconds,
-        args.out.join("student").display(),
         args.out.join("student").display()
     );
+    match final_table(&config, &args.out, &device.clone().without_autodiff())? {
+        Some(table) => {
+            println!("{table}");
+            eprintln!("wrote {}/eval.md, eval.json and samples/", args.out.display());
+        }
+        None => eprintln!(
+            "evaluate it: avdm eval --model {} --sampler student (the toy eval runs on the toy teacher only)",
+            args.out.join("student").display()
+        ),
+    }
     Ok(())
 }

@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use avdm_import::{LoadOptions, Video, load_pipeline, write_video};
-use avdm_model::pipeline::Sampler;
-use avdm_model::sched::{DdimScheduler, StudentConfig, StudentSampler};
-use avdm_train::eval::{EvalSettings, evaluate, markdown_table, real_reference};
+use avdm_import::{LoadOptions, load_pipeline, read_student_config};
+use avdm_model::sched::StudentConfig;
+use avdm_train::eval::{
+    EvalSettings, ddim_sampler, evaluate, markdown_table, real_reference, student_sampler, write_grid,
+};
 use avdm_train::judge::Judge;
 use avdm_train::toy::assets::default_assets_dir;
-use burn::prelude::*;
 use clap::{Args, ValueEnum};
 
 use crate::device::{default_threads, parse_device};
@@ -34,7 +34,8 @@ pub struct EvalArgs {
     judge: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "ddim")]
     sampler: SamplerKind,
-    /// Sampling steps; several (`50,25,4`) give one row each (default: 25 for ddim, 4 for student).
+    /// Sampling steps; several (`50,25,4`) give one row each (default: 25 for ddim; for student,
+    /// the steps of the folder's student.json, else 4).
     #[arg(long, value_delimiter = ',')]
     steps: Vec<usize>,
     /// Classifier-free guidance scale of the ddim sampler.
@@ -81,24 +82,27 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         EvalSettings { clips: args.clips, batch: args.batch, threads, seed: args.seed, ..EvalSettings::default() };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let reference = real_reference(&judge, &settings, &device)?;
+    let trained = read_student_config(&model)?;
     let steps = if args.steps.is_empty() {
-        vec![if matches!(args.sampler, SamplerKind::Ddim) { 25 } else { 4 }]
+        vec![match (args.sampler, &trained) {
+            (SamplerKind::Ddim, _) => 25,
+            (SamplerKind::Student, Some(trained)) => trained.steps(),
+            (SamplerKind::Student, None) => 4,
+        }]
     } else {
         args.steps.clone()
     };
     let mut rows = Vec::new();
     for n in steps {
         let (name, sampler) = match args.sampler {
-            SamplerKind::Ddim => {
-                let mut scheduler = DdimScheduler::new(loaded.scheduler.clone())?;
-                scheduler.set_timesteps(n)?;
-                (format!("ddim-{n}"), Sampler::Ddim { scheduler, guidance_scale: args.guidance })
-            }
+            SamplerKind::Ddim => (format!("ddim-{n}"), ddim_sampler(&loaded.scheduler, n, args.guidance)?),
             SamplerKind::Student => {
-                let config =
-                    StudentConfig { steps: n, timesteps: None, prediction_type: loaded.scheduler.prediction_type };
-                let schedule = DdimScheduler::new(loaded.scheduler.clone())?.schedule;
-                (format!("student-{n}"), Sampler::Student(StudentSampler::new(schedule, &config)?))
+                // The timesteps the student was trained for, unless another step count is asked.
+                let config = match &trained {
+                    Some(trained) if trained.steps() == n => trained.clone(),
+                    _ => StudentConfig { steps: n, timesteps: None, ..StudentConfig::default() },
+                };
+                (format!("student-{n}"), student_sampler(&loaded.scheduler, &config)?)
             }
         };
         let (row, clips) =
@@ -115,18 +119,5 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     println!("{}", markdown_table(&rows, reference.accuracy));
     eprintln!("wrote {}/eval.json, eval.md and sample grids", args.out.display());
-    Ok(())
-}
-
-/// The first 16 clips `(N, 3, F, H, W)` in `[-1, 1]` as a 4x4 GIF grid.
-fn write_grid(clips: &Tensor<5>, path: &std::path::Path) -> anyhow::Result<()> {
-    let [n, c, f, h, w] = clips.dims();
-    let side = 4.min(n);
-    let rows = (n / side).min(4);
-    let tiles = clips.clone().slice([0..rows * side, 0..c, 0..f, 0..h, 0..w]);
-    // (rows, side, 3, F, H, W) -> (F, 3, rows, H, side, W)
-    let grid = tiles.reshape([rows, side, c, f, h, w]).permute([3, 2, 0, 4, 1, 5]).reshape([f, c, rows * h, side * w]);
-    let video = Video::from_tensor(grid / 2.0 + 0.5);
-    write_video(&video, path, 8)?;
     Ok(())
 }

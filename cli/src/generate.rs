@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use avdm_import::{AdapterSource, LoadOptions, LoadedPipeline, Video, VideoFormat, load_pipeline, write_video};
+use avdm_import::{
+    AdapterSource, LoadOptions, LoadedPipeline, Video, VideoFormat, load_pipeline, read_student_config, write_video,
+};
 use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::Sampler;
-use avdm_model::sched::{
-    BetaSchedule, DdimConfig, DdimScheduler, NoiseSchedule, StudentConfig, StudentSampler, TimestepSpacing,
-};
+use avdm_model::sched::{BetaSchedule, DdimConfig, DdimScheduler, StudentConfig, TimestepSpacing};
+use avdm_train::eval::student_sampler;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -157,18 +158,13 @@ fn build_sampler(args: &GenerateArgs, config: &DdimConfig) -> anyhow::Result<(Sa
             if args.guidance.is_some() {
                 bail!("--guidance: the student sampler runs without classifier-free guidance");
             }
-            let schedule = NoiseSchedule::new(
-                config.beta_schedule,
-                config.beta_start,
-                config.beta_end,
-                config.num_train_timesteps,
-            )?;
-            let student = StudentConfig {
-                steps: args.steps.unwrap_or(4),
-                timesteps: None,
-                prediction_type: config.prediction_type,
+            // The timesteps the student was trained for (its student.json), unless --steps asks
+            // for another count.
+            let student = match (read_student_config(&args.pipeline)?, args.steps) {
+                (Some(trained), steps) if steps.is_none_or(|n| n == trained.steps()) => trained,
+                (_, steps) => StudentConfig { steps: steps.unwrap_or(4), timesteps: None, ..StudentConfig::default() },
             };
-            Ok((Sampler::Student(StudentSampler::new(schedule, &student).context("--steps")?), None))
+            Ok((student_sampler(config, &student).context("--steps")?, None))
         }
     }
 }

@@ -39,7 +39,7 @@ pub fn run(args: TrainJudgeArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     // Unseen real clips: the eval prompts of another seed than `avdm eval`'s default.
-    let check = EvalSettings { clips: 480, batch: 32, threads: 1, seed: 7, world: settings.world.clone() };
+    let check = EvalSettings { clips: 480, batch: 32, seed: 7, world: settings.world, ..EvalSettings::default() };
     let (mean, [shape, colour, direction], exact) =
         real_accuracy(&judge.valid(), &check, &device.clone().without_autodiff());
     eprintln!(

@@ -98,9 +98,10 @@ fn eval_runs_on_the_shipped_assets() {
 fn distill_runs_on_the_shipped_teacher_and_refuses_bad_inputs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let (ok, stderr) = avdm(&["distill", "--steps", "1", "--out", path(&out)]);
+    let (ok, stderr) = avdm(&["distill", "--steps", "1", "--eval-clips", "0", "--out", path(&out)]);
     assert!(ok, "a one-step toy distillation failed:\n{stderr}");
     assert!(out.join("student/unet").is_dir() && out.join("checkpoint").is_dir());
+    assert!(!out.join("eval.md").exists(), "--eval-clips 0 turns the eval off");
     assert_fails(&["distill", "--steps", "1", "--out", path(&out)], "--resume");
     assert_fails(&["distill", "--steps", "0", "--out", path(&tmp.path().join("zero"))], "steps");
     let bad = tmp.path().join("bad.toml");
@@ -108,4 +109,43 @@ fn distill_runs_on_the_shipped_teacher_and_refuses_bad_inputs() {
     assert_fails(&["distill", "--config", path(&bad), "--out", path(&tmp.path().join("bad"))], "framez");
     assert!(!tmp.path().join("bad").exists(), "a refused config writes nothing");
     assert_fails(&["distill", "--config", path(&tmp.path().join("absent.toml"))], "absent.toml");
+    assert_fails(&["distill", "--eval-clips", "1", "--out", path(&tmp.path().join("one"))], "eval.clips");
+}
+
+#[test]
+fn distill_evaluates_the_student_during_the_run_and_against_the_teacher_at_the_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("small.toml");
+    let settings = "steps = 2\nbatch = 1\nsample_every = 1\ncheckpoint_every = 1\n\
+                    [head]\nchannels = 8\ngroups = 4\n\
+                    [eval]\nclips = 4\nteacher_steps = [1]\nteacher_guidance = 3.0\n";
+    fs::write(&config, settings).unwrap();
+    let out = tmp.path().join("run");
+    let (ok, stderr) = avdm(&["distill", "--config", path(&config), "--out", path(&out)]);
+    assert!(ok, "a small toy distillation failed:\n{stderr}");
+    let table = fs::read_to_string(out.join("eval.md")).unwrap();
+    assert!(
+        table.contains("| teacher ddim-1 | 1 | 3 | 2 | 4 |") && table.contains("| student-4 | 4 | - | 4 | 4 |"),
+        "{table}"
+    );
+    assert!(out.join("samples/final-student-4.gif").is_file() && out.join("samples/step-000001.gif").is_file());
+    let during = fs::read_to_string(out.join("samples/eval.jsonl")).unwrap();
+    assert_eq!(during.lines().count(), 1, "one eval before the last step: {during}");
+    let first: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    assert!(first["eval_frechet"].as_f64().is_some() && first["eval_accuracy"].as_f64().is_some(), "{first}");
+
+    // `avdm eval --sampler student` samples with the timesteps of the folder's student.json.
+    let student = out.join("student");
+    fs::write(
+        student.join("student.json"),
+        r#"{"steps": 4, "timesteps": [999, 499], "prediction_type": "v_prediction"}"#,
+    )
+    .unwrap();
+    let eval_out = tmp.path().join("eval");
+    let args = ["eval", "--model", path(&student), "--sampler", "student", "--clips", "2", "--out", path(&eval_out)];
+    let (ok, stderr) = avdm(&args);
+    assert!(ok, "evaluating the student failed:\n{stderr}");
+    let table = fs::read_to_string(eval_out.join("eval.md")).unwrap();
+    assert!(table.contains("| student-2 | 2 | - | 2 |"), "{table}");
 }

@@ -21,6 +21,7 @@ pub mod error;
 pub mod export;
 pub mod keys;
 pub mod pipeline;
+pub mod student;
 pub mod tensors;
 pub mod tokenizer;
 pub mod unet;
@@ -32,6 +33,7 @@ pub use clip::{LoadedClipText, load_clip_text};
 pub use error::ImportError;
 pub use export::{ExportDtype, ExportReport, export_clip_text, export_motion_adapter, export_unet_motion};
 pub use pipeline::{LoadedPipeline, load_pipeline, read_scheduler};
+pub use student::{STUDENT_CONFIG, read_student_config, write_student_config};
 pub use tensors::TensorSet;
 pub use tokenizer::ClipTokenizer;
 pub use unet::{

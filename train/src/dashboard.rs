@@ -2,7 +2,8 @@
 //! stdout is a terminal, log lines on stderr otherwise (CI, `nohup`, pipes).
 //!
 //! Metrics: every loss term, the discriminator's accuracy on real and generated clips, the
-//! gradient norms, the learning-rate factor and iterations per second. A network that did not
+//! gradient norms, the learning-rate factor, iterations per second and the periodic toy eval
+//! of the student (Fréchet distance, prompt accuracy). A network that did not
 //! update in an iteration (an ablation) advances its plot without a point.
 
 use std::io::IsTerminal;
@@ -21,7 +22,7 @@ use crate::learner::IterationReport;
 use crate::progress::Progress;
 
 /// `(name, higher is better)` of every metric, in the order of [`metric_values`].
-pub const METRICS: [(&str, bool); 11] = [
+pub const METRICS: [(&str, bool); 13] = [
     ("loss_adm", false),
     ("loss_sdm", false),
     ("loss_fake_score", false),
@@ -33,10 +34,12 @@ pub const METRICS: [(&str, bool); 11] = [
     ("grad_norm_head", false),
     ("lr_factor", true),
     ("iterations_per_second", true),
+    ("eval_frechet", false),
+    ("eval_prompt_accuracy", true),
 ];
 
 /// The values of [`METRICS`] for one report (`None`: not measured this iteration).
-pub fn metric_values(r: &IterationReport, iterations_per_second: f64) -> [Option<f64>; 11] {
+pub fn metric_values(r: &IterationReport, iterations_per_second: f64) -> [Option<f64>; 13] {
     [
         r.loss_adm,
         r.loss_sdm,
@@ -49,6 +52,8 @@ pub fn metric_values(r: &IterationReport, iterations_per_second: f64) -> [Option
         r.grad_norm_head,
         Some(r.lr_factor),
         Some(iterations_per_second),
+        r.eval_frechet,
+        r.eval_accuracy,
     ]
 }
 
@@ -151,10 +156,12 @@ mod tests {
             grad_norm_fake: Some(8.0),
             grad_norm_head: Some(9.0),
             lr_factor: 10.0,
+            eval_frechet: Some(12.0),
+            eval_accuracy: Some(13.0),
             ..IterationReport::default()
         };
         let values: Vec<f64> = metric_values(&report, 11.0).iter().map(|v| v.unwrap()).collect();
-        assert_eq!(values, (1..=11).map(f64::from).collect::<Vec<_>>());
+        assert_eq!(values, (1..=13).map(f64::from).collect::<Vec<_>>());
         let names: std::collections::HashSet<_> = METRICS.iter().map(|m| m.0).collect();
         assert_eq!(names.len(), METRICS.len(), "metric names are unique");
         let adm_only = IterationReport { loss_sdm: None, loss_fake: None, grad_norm_fake: None, ..report };

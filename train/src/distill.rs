@@ -13,14 +13,16 @@ use std::time::Instant;
 
 use avdm_import::{
     AdapterSource, ExportDtype, LoadOptions, LoadedPipeline, export_unet_motion, load_pipeline, load_unet_2d,
-    read_scheduler,
+    read_scheduler, write_student_config,
 };
 use avdm_model::sched::{BetaSchedule, DdimConfig, NoiseSchedule, StudentConfig, StudentSampler};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, CheckpointWriter, replace_folder, sibling};
-use crate::distill_config::DistillConfig;
+use crate::distill_config::{DistillConfig, EvalConfig};
+use crate::distill_eval::{ToyEval, append_row, with_unet};
 use crate::error::TrainError;
+use crate::eval::student_sampler;
 use crate::learner::{IterationData, IterationReport, Learner, Networks, Optimizers, Parameterisation};
 use crate::toy::assets::default_assets_dir;
 use crate::toy::world::{Split, ToyWorld};
@@ -90,9 +92,17 @@ pub fn toy_data(config: &DistillConfig, world: &ToyWorld, step: usize, device: &
     IterationData { prompts, real }
 }
 
-/// Settings that may change when a run is resumed (its length, how often it saves, threads).
+/// Settings that may change when a run is resumed (its length, how often it saves and
+/// evaluates, threads).
 fn resumable_view(config: &DistillConfig) -> DistillConfig {
-    DistillConfig { steps: 0, checkpoint_every: 0, sample_every: 0, threads: 0, ..config.clone() }
+    DistillConfig {
+        steps: 0,
+        checkpoint_every: 0,
+        sample_every: 0,
+        threads: 0,
+        eval: EvalConfig::default(),
+        ..config.clone()
+    }
 }
 
 /// Keeps the lines of `metrics.jsonl` before `step` (a resumed run rewrites what came after).
@@ -142,7 +152,7 @@ fn restore(out: &Path, config: &DistillConfig, mut run: RunState) -> Result<RunS
     if resumable_view(&saved.config) != resumable_view(config) {
         return Err(TrainError::Checkpoint {
             path: checkpoint.dir().into(),
-            message: "was written with other settings (only steps, checkpoint_every, sample_every and threads may change on resume); resume with its config.toml or start a new run folder".into(),
+            message: "was written with other settings (only steps, checkpoint_every, sample_every, eval and threads may change on resume); resume with its config.toml or start a new run folder".into(),
         });
     }
     run.nets.student = checkpoint.module("student", run.nets.student)?;
@@ -170,8 +180,7 @@ pub fn export_student(
     }
     copy_folder(teacher, &staging, &["unet", "motion_adapter"])?;
     export_unet_motion(student, &loaded.unet_config, &staging.join("unet"), ExportDtype::F32)?;
-    let json = serde_json::to_string_pretty(sampler).expect("a sampler config serialises") + "\n";
-    fs::write(staging.join("student.json"), json).map_err(TrainError::io(staging.join("student.json")))?;
+    write_student_config(&staging, sampler)?;
     replace_folder(&staging, dir)
 }
 
@@ -236,6 +245,9 @@ pub fn distill(
     let config_path = out.join("config.toml");
     fs::write(&config_path, config.to_toml()).map_err(TrainError::io(&config_path))?;
 
+    let inner = device.clone().without_autodiff();
+    let toy_eval = if config.sample_every > 0 { ToyEval::for_run(config, false, &inner)? } else { None };
+    let eval_sampler = student_sampler(&loaded.scheduler, &student_config)?;
     let learner = Learner { config, tokenizer: &loaded.tokenizer, video, image, sampler, device: device.clone() };
     let world = ToyWorld::default();
     let started = Instant::now();
@@ -243,7 +255,18 @@ pub fn distill(
     while run.state.step < config.steps {
         let step = run.state.step;
         let data = toy_data(config, &world, step, device);
-        let report = learner.iterate(step, &mut run.nets, &mut run.optim, &data)?;
+        let mut report = learner.iterate(step, &mut run.nets, &mut run.optim, &data)?;
+        let done = step + 1;
+        // (The final table evaluates the student after the last step.)
+        if let Some(eval) =
+            toy_eval.as_ref().filter(|_| done.is_multiple_of(config.sample_every) && done < config.steps)
+        {
+            let pipeline = with_unet(&loaded.pipeline, &run.nets.student);
+            let grid = out.join("samples").join(format!("step-{done:06}.gif"));
+            let row = eval.row(&format!("student step {done}"), &pipeline, &loaded.tokenizer, &eval_sampler, &grid)?;
+            append_row(&out.join("samples").join("eval.jsonl"), &row)?;
+            (report.eval_frechet, report.eval_accuracy) = (Some(row.frechet), Some(row.accuracy));
+        }
         let line = serde_json::to_string(&report).expect("a report serialises") + "\n";
         metrics.write_all(line.as_bytes()).map_err(TrainError::io(&metrics_path))?;
         let go_on = on_iteration(&report);

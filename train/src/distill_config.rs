@@ -121,6 +121,26 @@ pub struct ModelPaths {
     pub teacher_2d: Option<PathBuf>,
 }
 
+/// The toy eval of a run: `avdm eval`'s measures with the shipped toy judge, so only on the
+/// toy teacher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Clips per row (one per eval prompt; 48 cover every attribute combination once); 0: no
+    /// eval.
+    pub clips: usize,
+    /// The teacher's DDIM step counts, one row each, in the final table.
+    pub teacher_steps: Vec<usize>,
+    /// The teacher's classifier-free guidance scale in those rows.
+    pub teacher_guidance: f32,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { clips: 48, teacher_steps: vec![25, 4], teacher_guidance: 7.5 }
+    }
+}
+
 /// One distillation run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,8 +161,10 @@ pub struct DistillConfig {
     pub optim: OptimConfig,
     pub models: ModelPaths,
     pub checkpoint_every: usize,
-    /// Generator updates between sample GIFs (0: none).
+    /// Generator updates between sample GIFs and toy evals of the student (0: none).
     pub sample_every: usize,
+    /// The toy eval: every `sample_every` steps and the final table against the teacher.
+    pub eval: EvalConfig,
     /// CPU threads each update's batch is split over ([`crate::data_parallel`]); the result is
     /// the same up to float summation order.
     pub threads: usize,
@@ -165,6 +187,7 @@ impl Default for DistillConfig {
             models: ModelPaths::default(),
             checkpoint_every: 500,
             sample_every: 500,
+            eval: EvalConfig::default(),
             threads: 1,
         }
     }
@@ -180,7 +203,8 @@ impl DistillConfig {
             batch: 2,
             head: HeadConfig { channels: 32, groups: 8 },
             checkpoint_every: 50,
-            sample_every: 0,
+            sample_every: 100,
+            eval: EvalConfig { teacher_guidance: 3.0, ..EvalConfig::default() },
             ..Self::default()
         };
         c.optim = OptimConfig {
@@ -236,6 +260,16 @@ impl DistillConfig {
             if !(weight.is_finite() && weight >= 0.0) {
                 return Err(TrainError::setting(field, format!("{weight} is not a loss weight")));
             }
+        }
+        if self.eval.clips == 1 {
+            return Err(TrainError::setting("eval.clips", "a Fréchet distance needs at least 2 clips (0: no eval)"));
+        }
+        if self.eval.teacher_steps.contains(&0) {
+            return Err(TrainError::setting("eval.teacher_steps", "every step count must be positive"));
+        }
+        let guidance = self.eval.teacher_guidance;
+        if !(guidance.is_finite() && guidance >= 0.0) {
+            return Err(TrainError::setting("eval.teacher_guidance", format!("{guidance} is not a guidance scale")));
         }
         if self.sdm.frames == 0 {
             return Err(TrainError::setting("sdm.frames", "must be positive"));

@@ -4,9 +4,12 @@
 
 use std::time::Instant;
 
-use avdm_import::ClipTokenizer;
+use std::path::Path;
+
+use avdm_import::{ClipTokenizer, Video, write_video};
 use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::{Sampler, VideoPipeline};
+use avdm_model::sched::{DdimConfig, DdimScheduler, StudentConfig, StudentSampler};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -30,11 +33,18 @@ pub struct EvalSettings {
     /// Seed of the eval prompts, the real clips and the sampling noise.
     pub seed: u64,
     pub world: ToyWorld,
+    /// Whether to show progress (a bar or log lines on stderr).
+    #[serde(skip, default = "shown")]
+    pub progress: bool,
+}
+
+fn shown() -> bool {
+    true
 }
 
 impl Default for EvalSettings {
     fn default() -> Self {
-        Self { clips: 256, batch: 16, threads: 1, seed: 0, world: ToyWorld::default() }
+        Self { clips: 256, batch: 16, threads: 1, seed: 0, world: ToyWorld::default(), progress: true }
     }
 }
 
@@ -188,7 +198,11 @@ pub fn evaluate(
     let specs = eval_specs(settings);
     let chunks: Vec<&[ClipSpec]> = specs.chunks(settings.batch.max(1)).collect();
     let workers = settings.threads.clamp(1, chunks.len().max(1));
-    let progress = Progress::new(name, 0, specs.len(), settings.batch.max(1) * 4);
+    let progress = if settings.progress {
+        Progress::new(name, 0, specs.len(), settings.batch.max(1) * 4)
+    } else {
+        Progress::hidden(specs.len())
+    };
     let started = Instant::now();
     let (sender, receiver) = std::sync::mpsc::channel();
     let mut results: Vec<Option<BatchResult>> = std::thread::scope(|scope| {
@@ -277,4 +291,30 @@ pub fn markdown_table(rows: &[EvalRow], real_accuracy: f64) -> String {
         );
     }
     out + &format!("\nJudge accuracy on real clips of the same prompts: {real_accuracy:.3} (chance: 0.278).\n")
+}
+
+/// DDIM with `steps` steps and classifier-free guidance `guidance` on a scheduler config.
+pub fn ddim_sampler(config: &DdimConfig, steps: usize, guidance: f32) -> Result<Sampler, TrainError> {
+    let mut scheduler = DdimScheduler::new(config.clone())?;
+    scheduler.set_timesteps(steps)?;
+    Ok(Sampler::Ddim { scheduler, guidance_scale: guidance })
+}
+
+/// The student's sampler on a scheduler config's schedule and prediction type.
+pub fn student_sampler(config: &DdimConfig, student: &StudentConfig) -> Result<Sampler, TrainError> {
+    let student = StudentConfig { prediction_type: config.prediction_type, ..student.clone() };
+    let schedule = DdimScheduler::new(config.clone())?.schedule;
+    Ok(Sampler::Student(StudentSampler::new(schedule, &student)?))
+}
+
+/// The first 16 clips `(N, 3, F, H, W)` in `[-1, 1]` as a 4x4 GIF grid.
+pub fn write_grid(clips: &Tensor<5>, path: &Path) -> Result<(), TrainError> {
+    let [n, c, f, h, w] = clips.dims();
+    let side = 4.min(n);
+    let rows = (n / side).min(4);
+    let tiles = clips.clone().slice([0..rows * side, 0..c, 0..f, 0..h, 0..w]);
+    // (rows, side, 3, F, H, W) -> (F, 3, rows, H, side, W)
+    let grid = tiles.reshape([rows, side, c, f, h, w]).permute([3, 2, 0, 4, 1, 5]).reshape([f, c, rows * h, side * w]);
+    write_video(&Video::from_tensor(grid / 2.0 + 0.5), path, 8)?;
+    Ok(())
 }

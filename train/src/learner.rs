@@ -150,6 +150,12 @@ pub struct IterationReport {
     pub rollout_step: usize,
     /// Updates applied this iteration: generator, fake score, discriminator.
     pub updates: [usize; 3],
+    /// The toy eval of the student after this iteration (every `sample_every` steps): Fréchet
+    /// distance and prompt accuracy.
+    #[serde(default)]
+    pub eval_frechet: Option<f64>,
+    #[serde(default)]
+    pub eval_accuracy: Option<f64>,
 }
 
 /// Everything one iteration needs besides the networks and their optimizers.

@@ -11,6 +11,7 @@ pub mod data_parallel;
 pub mod discriminator;
 pub mod distill;
 pub mod distill_config;
+pub mod distill_eval;
 pub mod error;
 pub mod eval;
 pub mod grad_norm;

@@ -28,6 +28,13 @@ impl Default for StudentConfig {
     }
 }
 
+impl StudentConfig {
+    /// The number of sampling steps: the explicit timesteps' count when given.
+    pub fn steps(&self) -> usize {
+        self.timesteps.as_ref().map_or(self.steps, Vec::len)
+    }
+}
+
 /// `steps` timesteps spread "trailing" over `0..train`: `round(train - k * train / steps) - 1`.
 pub fn trailing_timesteps(train: usize, steps: usize) -> Vec<usize> {
     let ratio = train as f64 / steps as f64;

@@ -67,8 +67,20 @@ pub fn load_teacher_2d(
     match &config.models.teacher_2d {
         Some(dir) => {
             let s = read_scheduler(dir)?;
-            let unet = load_unet_2d(&dir.join("unet"), &LoadOptions::default(), device)?.model;
-            Ok((Some(unet), parameterisation(&s, s.beta_schedule)?))
+            let unet = load_unet_2d(&dir.join("unet"), &LoadOptions::default(), device)?;
+            let (video, image) = (&loaded.unet_config, &unet.config);
+            let fits = [
+                ("in_channels", video.in_channels, image.in_channels),
+                ("out_channels", video.out_channels, image.out_channels),
+                ("cross_attention_dim", video.cross_attention_dim, image.cross_attention_dim),
+            ];
+            if let Some((field, want, got)) = fits.into_iter().find(|(_, want, got)| want != got) {
+                return Err(TrainError::setting(
+                    "models.teacher_2d",
+                    format!("{}: its UNet has {field} {got}, the video teacher's {want}", dir.display()),
+                ));
+            }
+            Ok((Some(unet.model), parameterisation(&s, s.beta_schedule)?))
         }
         None => Ok((None, parameterisation(&loaded.scheduler, BetaSchedule::ScaledLinear)?)),
     }
@@ -246,7 +258,8 @@ pub fn distill(
     fs::write(&config_path, config.to_toml()).map_err(TrainError::io(&config_path))?;
 
     let inner = device.clone().without_autodiff();
-    let toy_eval = if config.sample_every > 0 { ToyEval::for_run(config, false, &inner)? } else { None };
+    let evals_during = config.sample_every > 0 && config.sample_every < config.steps;
+    let toy_eval = if evals_during { ToyEval::for_run(config, false, &inner)? } else { None };
     let eval_sampler = student_sampler(&loaded.scheduler, &student_config)?;
     let learner = Learner { config, tokenizer: &loaded.tokenizer, video, image, sampler, device: device.clone() };
     let world = ToyWorld::default();

@@ -5,9 +5,10 @@
 use std::path::Path;
 
 use avdm_import::{LoadOptions, load_pipeline};
+use avdm_model::sched::{BetaSchedule, NoiseSchedule, PredictionType};
 use avdm_train::checkpoint::Checkpoint;
 use avdm_train::discriminator::HeadConfig;
-use avdm_train::distill::{DistillState, distill};
+use avdm_train::distill::{DistillState, distill, load_teacher_2d};
 use avdm_train::distill_config::DistillConfig;
 use avdm_train::error::TrainError;
 use burn::prelude::*;
@@ -92,4 +93,46 @@ fn a_diverging_run_stops_with_its_last_good_checkpoint() {
     let saved: DistillState = Checkpoint::find(&tmp.path().join("checkpoint")).unwrap().state().unwrap();
     assert_eq!(saved.step, step, "the checkpoint is the last good step");
     assert!(!tmp.path().join("student").exists(), "no student is exported from a failed run");
+}
+
+/// The diffusers-made tiny SD pipeline of the parity fixtures (latent space, epsilon, linear).
+fn fixture(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(path)
+}
+
+#[test]
+fn a_2d_teacher_folder_is_queried_with_its_own_scheduler_and_must_fit_the_video_teacher() {
+    let device = Device::flex();
+    let sd = fixture("tiny_pipeline/sd");
+    let adapter = avdm_import::AdapterSource::from_path(&fixture("tiny_pipeline/motion_adapter"));
+    let video = load_pipeline(&sd, Some(&adapter), &LoadOptions::default(), &device).unwrap();
+    let mut config = config(1);
+    config.models.teacher_2d = Some(sd.clone());
+    let (unet, image) = load_teacher_2d(&config, &video, &device).unwrap();
+    let unet = unet.expect("the folder's UNet");
+    assert!(!unet.has_motion_modules());
+    let weight = |u: &avdm_model::UNetMotionModel| u.conv_in.weight.val();
+    assert_eq!((weight(&unet) - weight(&video.pipeline.unet)).abs().max().into_scalar::<f32>(), 0.0);
+    assert_eq!(image.prediction, PredictionType::Epsilon);
+    // Its own `linear` betas, not the scaled_linear the video teacher's own 2D UNet gets.
+    let own = NoiseSchedule::new(BetaSchedule::Linear, 0.00085, 0.012, 1000).unwrap();
+    assert_eq!(image.schedule.scales(500), own.scales(500));
+    let (none, default) =
+        load_teacher_2d(&DistillConfig { models: Default::default(), ..config.clone() }, &video, &device).unwrap();
+    assert!(none.is_none());
+    assert_ne!(default.schedule.scales(500), own.scales(500), "the default 2D teacher uses scaled_linear");
+
+    // A 2D teacher that does not fit the toy teacher is named before any training.
+    let toy = load_pipeline(
+        &avdm_train::toy::assets::default_assets_dir().join("teacher"),
+        None,
+        &LoadOptions::default(),
+        &device,
+    )
+    .unwrap();
+    let err = load_teacher_2d(&config, &toy, &device).unwrap_err().to_string();
+    assert!(err.contains("models.teacher_2d") && err.contains("in_channels 4"), "{err}");
+    config.models.teacher_2d = Some(fixture("absent"));
+    let err = load_teacher_2d(&config, &toy, &device).unwrap_err().to_string();
+    assert!(err.contains("absent"), "{err}");
 }

@@ -234,15 +234,8 @@ pub fn distill(
     let (teacher_2d, image) = load_teacher_2d(config, &loaded, device)?;
     let student_config = StudentConfig { prediction_type: video.prediction, ..config.student.clone() };
     let sampler = StudentSampler::new(video.schedule.clone(), &student_config)?;
-    let nets = Networks::new(
-        loaded.pipeline.text_encoder.clone(),
-        loaded.pipeline.unet.clone(),
-        teacher_2d,
-        &config.head,
-        config.loss.losses,
-        config.seed,
-        device,
-    );
+    let nets =
+        Networks::new(loaded.pipeline.text_encoder.clone(), loaded.pipeline.unet.clone(), teacher_2d, config, device);
     let fresh = RunState {
         nets,
         optim: Optimizers::new(&config.optim),

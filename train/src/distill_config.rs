@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::adm::AdmTimesteps;
 use crate::discriminator::HeadConfig;
 use crate::error::TrainError;
+use crate::fake_score::FakeScoreConfig;
 
 /// Which losses train the student: the method and the paper's ablations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -156,6 +157,7 @@ pub struct DistillConfig {
     pub adm: AdmTimesteps,
     pub sdm: SdmConfig,
     pub head: HeadConfig,
+    pub fake_score: FakeScoreConfig,
     /// Fake-score and discriminator updates per generator update (the paper: 2).
     pub critic_updates: usize,
     pub optim: OptimConfig,
@@ -182,6 +184,7 @@ impl Default for DistillConfig {
             adm: AdmTimesteps::default(),
             sdm: SdmConfig::default(),
             head: HeadConfig { channels: 256, groups: 32 },
+            fake_score: FakeScoreConfig::default(),
             critic_updates: 2,
             optim: OptimConfig::default(),
             models: ModelPaths::default(),

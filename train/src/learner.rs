@@ -19,9 +19,10 @@ use rand::{RngExt, SeedableRng};
 use crate::adm::{Judged, discriminator_adm_loss, generator_adm_loss};
 use crate::backward_sim::backward_simulation;
 use crate::data_parallel::{Shard, sharded_gradients, split};
-use crate::discriminator::{DiscriminatorHead, HeadConfig};
+use crate::discriminator::DiscriminatorHead;
 use crate::distill_config::{DistillConfig, Losses, OptimConfig};
 use crate::error::TrainError;
+use crate::fake_score::fake_score;
 use crate::grad_norm::clip_global_norm;
 use crate::param_groups::split_by_module;
 use crate::rekey::rekeyed;
@@ -73,25 +74,24 @@ pub struct Networks {
 impl Networks {
     /// The networks of a distillation of `teacher` (on an autodiff device): the student is a
     /// re-keyed copy of the teacher; the 2D teacher is `teacher_2d` or the teacher's own 2D
-    /// UNet (sharing its weights); the fake score is a re-keyed copy of the 2D teacher (of the
-    /// video teacher for the video-SDM ablation); the head is new (its init drawn from `seed`).
+    /// UNet (sharing its weights); the fake score is made from the 2D teacher (the video
+    /// teacher for the video-SDM ablation) as `config.fake_score` says; the head is new (its
+    /// init drawn from the seed).
     pub fn new(
         text_encoder: ClipTextTransformer,
         teacher: UNetMotionModel,
         teacher_2d: Option<UNetMotionModel>,
-        head: &HeadConfig,
-        losses: Losses,
-        seed: u64,
+        config: &DistillConfig,
         device: &Device,
     ) -> Self {
         let teacher = teacher.no_grad();
         let teacher_2d = teacher_2d.unwrap_or_else(|| teacher.without_motion_modules()).no_grad();
-        let fake_from = if losses == Losses::AdmSdmVideo { &teacher } else { &teacher_2d };
+        let fake_from = if config.loss.losses == Losses::AdmSdmVideo { &teacher } else { &teacher_2d };
         Self {
             text_encoder: text_encoder.no_grad(),
             student: rekeyed(&teacher).set_require_grad_group(ParamGroup::all(), true),
-            fake_score: rekeyed(fake_from).set_require_grad_group(ParamGroup::all(), true),
-            head: DiscriminatorHead::new(&teacher, head, seed, device),
+            fake_score: fake_score(fake_from, &config.fake_score, config.seed ^ 0xFA4E, device),
+            head: DiscriminatorHead::new(&teacher, &config.head, config.seed, device),
             teacher,
             teacher_2d,
         }

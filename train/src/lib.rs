@@ -14,6 +14,7 @@ pub mod distill_config;
 pub mod distill_eval;
 pub mod error;
 pub mod eval;
+pub mod fake_score;
 pub mod grad_norm;
 pub mod judge;
 pub mod learner;

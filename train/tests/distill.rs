@@ -136,3 +136,22 @@ fn a_2d_teacher_folder_is_queried_with_its_own_scheduler_and_must_fit_the_video_
     let err = load_teacher_2d(&config, &toy, &device).unwrap_err().to_string();
     assert!(err.contains("absent"), "{err}");
 }
+
+#[test]
+fn a_run_with_a_lora_fake_score_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lora = |steps| {
+        let mut c = config(steps);
+        c.fake_score.lora_rank = 2;
+        c.checkpoint_every = 1;
+        c
+    };
+    let (whole, parts) = (tmp.path().join("whole"), tmp.path().join("parts"));
+    run(&lora(2), &whole, false).unwrap();
+    run(&lora(1), &parts, false).unwrap();
+    run(&lora(2), &parts, true).unwrap();
+    let diff = (student_weight(&whole) - student_weight(&parts)).abs().max().into_scalar::<f32>();
+    assert!(diff < 1e-6, "the resumed student drifted by {diff}");
+    let err = run(&config(3), &parts, true).unwrap_err().to_string();
+    assert!(err.contains("other settings"), "a full fake score does not resume a LoRA run: {err}");
+}

@@ -5,6 +5,7 @@ use avdm_import::ClipTokenizer;
 use avdm_model::sched::{NoiseSchedule, PredictionType, StudentConfig, StudentSampler};
 use avdm_train::discriminator::HeadConfig;
 use avdm_train::distill_config::{DistillConfig, Losses};
+use avdm_train::fake_score::trained_values;
 use avdm_train::learner::{IterationData, Learner, Networks, Optimizers, Parameterisation};
 use avdm_train::teacher::{TextToVideo, init_image_model, init_motion_model};
 use avdm_train::toy::preset;
@@ -61,7 +62,7 @@ impl Fixture {
 
     fn networks(&self, config: &DistillConfig) -> Networks {
         let (text, unet) = (self.video.text_encoder.clone(), self.video.unet.clone());
-        Networks::new(text, unet, None, &config.head, config.loss.losses, 0, &self.device)
+        Networks::new(text, unet, None, config, &self.device)
     }
 
     /// Step `step`'s data: `batch` prompts and two real batches.
@@ -149,4 +150,29 @@ fn a_batch_split_over_threads_trains_as_the_whole_batch() {
     assert!(max_diff(conv(&whole_nets.student), conv(&split_nets.student)) < 1e-5);
     assert!(max_diff(conv(&whole_nets.fake_score), conv(&split_nets.fake_score)) < 1e-5);
     assert!(max_diff(whole_nets.head.out.weight.val(), split_nets.head.out.weight.val()) < 1e-5);
+}
+
+#[test]
+fn a_lora_fake_score_starts_as_the_2d_teacher_and_trains_its_adapters_only() {
+    let fixture = Fixture::new();
+    let full_config = config(Losses::AdmSdm2d);
+    let mut config = full_config.clone();
+    config.fake_score.lora_rank = 2;
+    let learner = fixture.learner(&config);
+    let mut nets = fixture.networks(&config);
+    let full = fixture.networks(&full_config);
+    let (lora_values, full_values) = (trained_values(&nets.fake_score), trained_values(&full.fake_score));
+    assert!(lora_values > 0 && lora_values * 10 < full_values, "LoRA trains {lora_values} of {full_values} values");
+    let to_q =
+        |u: &avdm_model::UNetMotionModel| u.down_blocks[2].attentions[0].transformer_blocks[0].attn2.to_q.weight.val();
+    let conv = |u: &avdm_model::UNetMotionModel| u.down_blocks[0].resnets[0].conv1.weight.val();
+    assert_eq!(max_diff(to_q(&nets.fake_score), to_q(&nets.teacher_2d)), 0.0, "B starts at zero");
+    let mut optim = Optimizers::new(&config.optim);
+    for step in 0..2 {
+        let report = learner.iterate(step, &mut nets, &mut optim, &fixture.data(step, 1)).unwrap();
+        assert_eq!(report.updates, [1, 2, 2]);
+    }
+    assert!(max_diff(to_q(&nets.fake_score), to_q(&nets.teacher_2d)) > 0.0, "the adapters moved");
+    assert_eq!(max_diff(conv(&nets.fake_score), conv(&nets.teacher_2d)), 0.0, "non-targets stay the teacher's");
+    assert_eq!(max_diff(to_q(&full.teacher_2d), to_q(&nets.teacher_2d)), 0.0, "the 2D teacher is untouched");
 }

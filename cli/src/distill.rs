@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use avdm_train::dashboard::Dashboard;
 use avdm_train::distill::distill;
-use avdm_train::distill_config::DistillConfig;
+use avdm_train::distill_config::{DistillConfig, Losses};
 use avdm_train::distill_eval::final_table;
 use clap::Args;
 
@@ -27,6 +27,10 @@ pub struct DistillArgs {
     /// Generator updates (overrides the config).
     #[arg(long)]
     steps: Option<usize>,
+    /// Which losses train the student (overrides the config's loss.losses): adm-sdm2d (the
+    /// method), adm-only, adm-sdm-video or sdm-only.
+    #[arg(long)]
+    losses: Option<Losses>,
     /// Clips per row of the toy eval (overrides the config's eval.clips; 0: no eval).
     #[arg(long)]
     eval_clips: Option<usize>,
@@ -45,6 +49,7 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
         None => DistillConfig::toy(),
     };
     config.steps = args.steps.unwrap_or(config.steps);
+    config.loss.losses = args.losses.unwrap_or(config.loss.losses);
     config.eval.clips = args.eval_clips.unwrap_or(config.eval.clips);
     config.threads = args.threads.unwrap_or_else(|| default_threads(&args.device));
     config.validate()?;

@@ -110,6 +110,7 @@ fn distill_runs_on_the_shipped_teacher_and_refuses_bad_inputs() {
     assert!(!tmp.path().join("bad").exists(), "a refused config writes nothing");
     assert_fails(&["distill", "--config", path(&tmp.path().join("absent.toml"))], "absent.toml");
     assert_fails(&["distill", "--eval-clips", "1", "--out", path(&tmp.path().join("one"))], "eval.clips");
+    assert_fails(&["distill", "--losses", "gan", "--out", path(&tmp.path().join("gan"))], "adm-only");
 }
 
 #[test]

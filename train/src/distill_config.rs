@@ -26,6 +26,16 @@ pub enum Losses {
     SdmOnly,
 }
 
+impl std::str::FromStr for Losses {
+    type Err = String;
+
+    /// The config file's names: `adm-sdm2d`, `adm-only`, `adm-sdm-video`, `sdm-only`.
+    fn from_str(name: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(name.into()))
+            .map_err(|_| format!("{name}: not one of adm-sdm2d, adm-only, adm-sdm-video, sdm-only"))
+    }
+}
+
 impl Losses {
     pub fn uses_adm(self) -> bool {
         !matches!(self, Losses::SdmOnly)

@@ -89,8 +89,9 @@ pub fn append_row(path: &Path, row: &EvalRow) -> Result<(), TrainError> {
     file.write_all(line.as_bytes()).map_err(TrainError::io(path))
 }
 
-/// The final table of a finished run in `out`: the teacher's DDIM rows with CFG and the
-/// exported student (`out/student`) with its own sampler, no CFG. Writes `out/eval.md`,
+/// The final table of a finished run in `out`: the teacher's DDIM rows with CFG, the teacher
+/// on the student's sampler (where the student started) and the exported student
+/// (`out/student`) on it, both without CFG. Writes `out/eval.md`,
 /// `out/eval.json` and a GIF grid per row under `out/samples/`; returns the Markdown, or
 /// `None` when the run has no toy eval.
 pub fn final_table(config: &DistillConfig, out: &Path, device: &Device) -> Result<Option<String>, TrainError> {
@@ -104,6 +105,9 @@ pub fn final_table(config: &DistillConfig, out: &Path, device: &Device) -> Resul
         let sampler = ddim_sampler(&teacher.scheduler, steps, config.eval.teacher_guidance)?;
         runs.push((format!("teacher ddim-{steps}"), &teacher.pipeline, &teacher.tokenizer, sampler));
     }
+    // The starting point: the teacher itself on the student's sampler.
+    let sampler = student_sampler(&teacher.scheduler, &trained)?;
+    runs.push((format!("teacher student-{}", trained.steps()), &teacher.pipeline, &teacher.tokenizer, sampler));
     let sampler = student_sampler(&student.scheduler, &trained)?;
     runs.push((format!("student-{}", trained.steps()), &student.pipeline, &student.tokenizer, sampler));
     let mut rows = Vec::new();

@@ -15,7 +15,8 @@ use crate::device::{default_threads, parse_device};
 /// Distill a video teacher into a 4-step student without CFG (AVDM2); the toy preset by default.
 #[derive(Args)]
 pub struct DistillArgs {
-    /// Settings (TOML; missing keys take the paper's defaults). Without it: the toy preset.
+    /// Settings (TOML; missing keys take the paper's defaults). Without it: the run's own
+    /// config.toml with --resume, else the toy preset.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Run folder: config.toml, metrics.jsonl, checkpoint/, student/.
@@ -44,8 +45,11 @@ pub struct DistillArgs {
 }
 
 pub fn run(args: DistillArgs) -> anyhow::Result<()> {
+    let saved = args.out.join("config.toml");
     let mut config = match &args.config {
         Some(path) => DistillConfig::from_toml_file(path)?,
+        // A resumed run goes on with its own settings.
+        None if args.resume && saved.is_file() => DistillConfig::from_toml_file(&saved)?,
         None => DistillConfig::toy(),
     };
     config.steps = args.steps.unwrap_or(config.steps);

@@ -98,10 +98,18 @@ fn eval_runs_on_the_shipped_assets() {
 fn distill_runs_on_the_shipped_teacher_and_refuses_bad_inputs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let (ok, stderr) = avdm(&["distill", "--steps", "1", "--eval-clips", "0", "--out", path(&out)]);
+    let (ok, stderr) =
+        avdm(&["distill", "--steps", "1", "--losses", "adm-only", "--eval-clips", "0", "--out", path(&out)]);
     assert!(ok, "a one-step toy distillation failed:\n{stderr}");
     assert!(out.join("student/unet").is_dir() && out.join("checkpoint").is_dir());
     assert!(!out.join("eval.md").exists(), "--eval-clips 0 turns the eval off");
+    // --resume without --config goes on with the run's own settings (here: ADM only).
+    let (ok, stderr) = avdm(&["distill", "--resume", "--steps", "2", "--out", path(&out)]);
+    assert!(ok, "resuming failed:\n{stderr}");
+    let metrics = fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!((metrics.lines().count(), last["step"].as_u64()), (2, Some(1)));
+    assert!(last["loss_sdm"].is_null() && last["loss_adm"].is_number(), "{last}");
     assert_fails(&["distill", "--steps", "1", "--out", path(&out)], "--resume");
     assert_fails(&["distill", "--steps", "0", "--out", path(&tmp.path().join("zero"))], "steps");
     let bad = tmp.path().join("bad.toml");

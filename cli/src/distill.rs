@@ -11,6 +11,7 @@ use avdm_train::distill_eval::final_table;
 use clap::Args;
 
 use crate::device::{default_threads, parse_device};
+use crate::interrupt;
 
 /// Distill a video teacher into a 4-step student without CFG (AVDM2); the toy preset by default.
 #[derive(Args)]
@@ -61,16 +62,25 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
         bail!("{} already holds a checkpoint: pass --resume to continue, or choose a new --out", args.out.display());
     }
     let device = parse_device(&args.device)?.autodiff();
+    interrupt::install();
     let mut dashboard = None;
     let state = distill(&config, &args.out, args.resume, &device, |report| {
         let dashboard = dashboard.get_or_insert_with(|| Dashboard::new(report.step, config.steps));
         dashboard.update(report);
-        !dashboard.stop_requested()
+        !dashboard.stop_requested() && !interrupt::requested()
     });
     if let Some(dashboard) = dashboard {
         dashboard.finish();
     }
     let state = state?;
+    if interrupt::requested() && state.step < config.steps {
+        bail!(
+            "interrupted at step {} of {}; the checkpoint is in {} (continue with --resume)",
+            state.step,
+            config.steps,
+            args.out.join("checkpoint").display()
+        );
+    }
     if state.step < config.steps {
         eprintln!(
             "stopped at step {} of {}; the checkpoint is in {} (continue with --resume)",

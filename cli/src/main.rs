@@ -6,6 +6,7 @@ mod distill;
 mod eval;
 mod generate;
 mod inspect;
+mod interrupt;
 mod output;
 mod train_judge;
 mod train_teacher;

@@ -97,11 +97,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let (name, sampler) = match args.sampler {
             SamplerKind::Ddim => (format!("ddim-{n}"), ddim_sampler(&loaded.scheduler, n, args.guidance)?),
             SamplerKind::Student => {
-                // The timesteps the student was trained for, unless another step count is asked.
-                let config = match &trained {
-                    Some(trained) if trained.steps() == n => trained.clone(),
-                    _ => StudentConfig { steps: n, timesteps: None, ..StudentConfig::default() },
-                };
+                let config = StudentConfig::for_steps(trained.clone(), Some(n));
                 (format!("student-{n}"), student_sampler(&loaded.scheduler, &config)?)
             }
         };

@@ -158,12 +158,7 @@ fn build_sampler(args: &GenerateArgs, config: &DdimConfig) -> anyhow::Result<(Sa
             if args.guidance.is_some() {
                 bail!("--guidance: the student sampler runs without classifier-free guidance");
             }
-            // The timesteps the student was trained for (its student.json), unless --steps asks
-            // for another count.
-            let student = match (read_student_config(&args.pipeline)?, args.steps) {
-                (Some(trained), steps) if steps.is_none_or(|n| n == trained.steps()) => trained,
-                (_, steps) => StudentConfig { steps: steps.unwrap_or(4), timesteps: None, ..StudentConfig::default() },
-            };
+            let student = StudentConfig::for_steps(read_student_config(&args.pipeline)?, args.steps);
             Ok((student_sampler(config, &student).context("--steps")?, None))
         }
     }

@@ -33,6 +33,16 @@ impl StudentConfig {
     pub fn steps(&self) -> usize {
         self.timesteps.as_ref().map_or(self.steps, Vec::len)
     }
+
+    /// The sampler to run a student with: the one it was trained for (`trained`, from its
+    /// folder's `student.json`) unless `steps` asks for another count, then that many trailing
+    /// steps (4 when neither says).
+    pub fn for_steps(trained: Option<StudentConfig>, steps: Option<usize>) -> StudentConfig {
+        match (trained, steps) {
+            (Some(trained), steps) if steps.is_none_or(|n| n == trained.steps()) => trained,
+            (_, steps) => StudentConfig { steps: steps.unwrap_or(4), timesteps: None, ..StudentConfig::default() },
+        }
+    }
 }
 
 /// `steps` timesteps spread "trailing" over `0..train`: `round(train - k * train / steps) - 1`.

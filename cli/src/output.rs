@@ -3,16 +3,12 @@
 use std::path::Path;
 
 use anyhow::Context;
-use avdm_train::checkpoint::replace_folder;
+use avdm_train::checkpoint::{replace_folder, write_file_atomically};
 use serde::Serialize;
 
 /// Writes `text` at `path` through `<path>.partial`.
 pub fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    Ok(write_file_atomically(path, text)?)
 }
 
 /// Writes `value` as pretty JSON at `path` through a temporary file.

@@ -16,6 +16,7 @@ use avdm_train::toy::vocabulary::write_tokenizer;
 use clap::{Args, ValueEnum};
 
 use crate::device::{default_threads, parse_device};
+use crate::interrupt;
 use crate::output::{write_folder_atomically, write_json_atomically};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -85,6 +86,7 @@ impl TrainTeacherArgs {
 }
 
 pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
+    interrupt::install();
     let config = args.config();
     config.validate()?;
     let device = parse_device(&args.device)?.autodiff();
@@ -97,19 +99,14 @@ pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
     let tokenizer = ClipTokenizer::from_folder(&tokenizer_dir)?;
     write_json_atomically(&args.out.join("config.json"), &config)?;
     let started = Instant::now();
+    let keep_going = || !interrupt::requested();
 
     let image = match args.stage {
         Stages::Both | Stages::Image => {
-            let (model, state) = train_stage(
-                &config,
-                Stage::Image,
-                init_image_model(&device),
-                &tokenizer,
-                &args.out,
-                args.resume,
-                &device,
-            )?;
-            report(&state);
+            let init = init_image_model(&device);
+            let (model, state) =
+                train_stage(&config, Stage::Image, init, &tokenizer, &args.out, args.resume, &device, &keep_going)?;
+            report(&args, &config, &state)?;
             model
         }
         Stages::Motion => finished_image_stage(&args, &config, &device)?,
@@ -119,8 +116,9 @@ pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
     }
     let init = init_motion_model(&image, &preset::unet_config(true), &device)?;
     let resume = args.resume || matches!(args.stage, Stages::Motion);
-    let (model, state) = train_stage(&config, Stage::Motion, init, &tokenizer, &args.out, resume, &device)?;
-    report(&state);
+    let (model, state) =
+        train_stage(&config, Stage::Motion, init, &tokenizer, &args.out, resume, &device, &keep_going)?;
+    report(&args, &config, &state)?;
     let folder = args.out.join("teacher");
     write_folder_atomically(&folder, |staging| Ok(write_teacher_folder(&model, config.prediction_type, staging)?))?;
     eprintln!("wrote {} ({:.0} s this run)", folder.display(), started.elapsed().as_secs_f64());
@@ -149,12 +147,26 @@ fn finished_image_stage(
     Ok(checkpoint.module("model", init_image_model(device))?)
 }
 
-fn report(state: &StageState) {
+/// Prints how a stage ended; a stage stopped by Ctrl-C / SIGTERM ends the command with an error
+/// naming its checkpoint.
+fn report(args: &TrainTeacherArgs, config: &TeacherConfig, state: &StageState) -> anyhow::Result<()> {
+    let stage = state.stage;
+    let steps = config.stage(stage).steps;
+    if state.step < steps {
+        bail!(
+            "interrupted at step {} of {} of the {} stage; the checkpoint is in {} (continue with --resume)",
+            state.step,
+            steps,
+            stage.name(),
+            stage_dir(&args.out, stage).display()
+        );
+    }
     eprintln!(
         "{} stage: {} steps, last loss {:.4}, {:.0} s in total",
-        state.stage.name(),
+        stage.name(),
         state.step,
         state.loss,
         state.seconds
     );
+    Ok(())
 }

@@ -159,32 +159,54 @@ fn distill_evaluates_the_student_during_the_run_and_against_the_teacher_at_the_e
     assert!(table.contains("| student-2 | 2 | - | 2 |"), "{table}");
 }
 
+/// Starts `avdm args`, sends SIGINT once `ready` says the run is under way, and returns how it
+/// ended: (success, stderr).
+#[cfg(unix)]
+fn interrupted(args: &[&str], ready: impl Fn() -> bool) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avdm"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start avdm");
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(started.elapsed().as_secs() < 600, "`avdm {}` did not get going in 10 minutes", args.join(" "));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into())
+}
+
 #[cfg(unix)]
 #[test]
 fn an_interrupted_distillation_saves_its_progress_and_says_how_to_go_on() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avdm"))
-        .args(["distill", "--steps", "200", "--eval-clips", "0", "--out", path(&out)])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start avdm");
     let metrics = out.join("metrics.jsonl");
-    let started = std::time::Instant::now();
-    while fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 1 {
-        assert!(started.elapsed().as_secs() < 600, "no iteration finished in 10 minutes");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success() && stderr.contains("interrupted at step") && stderr.contains("--resume"),
-        "{stderr}"
-    );
+    let (ok, stderr) = interrupted(&["distill", "--steps", "200", "--eval-clips", "0", "--out", path(&out)], || {
+        fs::read_to_string(&metrics).is_ok_and(|m| m.lines().count() >= 1)
+    });
+    assert!(!ok && stderr.contains("interrupted at step") && stderr.contains("--resume"), "{stderr}");
     let state: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("checkpoint/state.json")).unwrap()).unwrap();
     let lines = fs::read_to_string(&metrics).unwrap().lines().count() as u64;
     assert_eq!(state["step"].as_u64(), Some(lines), "the checkpoint holds every finished iteration");
     assert!(lines < 200, "the run stopped early");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_teacher_training_saves_its_progress_and_says_how_to_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let args = ["train-teacher", "--image-batch", "2", "--checkpoint-every", "1000", "--out", path(&out)];
+    let (ok, stderr) = interrupted(&args, || out.join("config.json").exists());
+    assert!(!ok && stderr.contains("of the image stage") && stderr.contains("--resume"), "{stderr}");
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("image/state.json")).unwrap()).unwrap();
+    let step = state["step"].as_u64().unwrap();
+    assert!((1..3000).contains(&step), "the checkpoint is at the interrupted step, not {step}");
+    assert!(stderr.contains(&format!("interrupted at step {step} of 3000")), "{stderr}");
+    assert!(!out.join("teacher").exists(), "no teacher folder for an unfinished run");
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The paper's Table 1 in miniature on the toy world: the teacher at 25 and 4 DDIM steps with
-# CFG, and 4-step students distilled with the method and its ablations, each row measured by
+# The paper's Table 1 in miniature on the toy world: the teacher at 50, 25 and 4 DDIM steps
+# with CFG, and 4-step students distilled with the method and its ablations, each row measured by
 # `avdm eval` on the same clips. Prints the combined Markdown table and writes it to
 # $OUT/table1.md.
 #
 #   tools/bench/toy_table1.sh [clips] [out]      (defaults: 128 clips, runs/table1)
 #
 # Each distillation is `avdm distill --losses <kind>` (the toy preset); nothing else changes
-# between rows. Run it on an otherwise idle machine: the table has seconds per clip.
+# between rows. Run it on an otherwise idle machine: the table has seconds per clip. Finished
+# parts (the teacher's eval, each distilled student) are kept when the script is run again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CLIPS=${1:-128}
@@ -16,7 +17,9 @@ AVDM=target/release/avdm
 cargo build --release --quiet
 mkdir -p "$OUT"
 
-"$AVDM" eval --steps 25,4 --guidance 3 --clips "$CLIPS" --out "$OUT/teacher"
+if [ ! -f "$OUT/teacher/eval.md" ]; then
+    "$AVDM" eval --steps 50,25,4 --guidance 3 --clips "$CLIPS" --out "$OUT/teacher"
+fi
 for losses in adm-sdm2d adm-only adm-sdm-video sdm-only; do
     if [ ! -f "$OUT/$losses/student/student.json" ]; then
         rm -rf "$OUT/$losses"
@@ -27,7 +30,7 @@ done
 
 {
     sed -n '1,2p' "$OUT/teacher/eval.md"
-    sed -n '3,4p' "$OUT/teacher/eval.md" | sed 's/^| ddim-/| teacher ddim-/'
+    sed -n '3,5p' "$OUT/teacher/eval.md" | sed 's/^| ddim-/| teacher ddim-/'
     for losses in adm-sdm2d adm-only adm-sdm-video sdm-only; do
         sed -n '3p' "$OUT/eval-$losses/eval.md" | sed "s/^| student-4 /| student-4 $losses /"
     done

@@ -25,6 +25,13 @@ pub(crate) fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     dir.with_file_name(name)
 }
 
+/// Writes `contents` at `path` whole or not at all: `<path>.partial`, then a rename.
+pub fn write_file_atomically(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), TrainError> {
+    let tmp = sibling(path, ".partial");
+    fs::write(&tmp, contents).map_err(TrainError::io(&tmp))?;
+    fs::rename(&tmp, path).map_err(TrainError::io(path))
+}
+
 /// A checkpoint being written; nothing is visible at its destination before [`Self::commit`].
 pub struct CheckpointWriter {
     dest: PathBuf,
@@ -123,5 +130,24 @@ impl Checkpoint {
     pub fn optimizer(&self, name: &str, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer, TrainError> {
         let path = self.dir.join(format!("{name}.optim.bpk"));
         optimizer.load(&path).map_err(|e| self.error(format!("reading {}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_replaced_whole_and_no_partial_file_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eval.md");
+        write_file_atomically(&path, "first").unwrap();
+        write_file_atomically(&path, "second").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "second");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("eval.md")]);
+        let missing = dir.path().join("no-such-folder").join("eval.md");
+        let err = write_file_atomically(&missing, "x").unwrap_err().to_string();
+        assert!(err.contains("no-such-folder"), "{err}");
     }
 }

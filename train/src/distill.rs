@@ -18,7 +18,7 @@ use avdm_import::{
 use avdm_model::sched::{BetaSchedule, DdimConfig, NoiseSchedule, StudentConfig, StudentSampler};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, CheckpointWriter, replace_folder, sibling};
+use crate::checkpoint::{Checkpoint, CheckpointWriter, replace_folder, sibling, write_file_atomically};
 use crate::distill_config::{DistillConfig, EvalConfig};
 use crate::distill_eval::{ToyEval, append_row, with_unet};
 use crate::error::TrainError;
@@ -128,9 +128,7 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
         .filter(|line| serde_json::from_str::<IterationReport>(line).is_ok_and(|r| r.step < step))
         .map(|line| format!("{line}\n"))
         .collect();
-    let tmp = sibling(path, ".partial");
-    fs::write(&tmp, kept).map_err(TrainError::io(&tmp))?;
-    fs::rename(&tmp, path).map_err(TrainError::io(path))
+    write_file_atomically(path, kept)
 }
 
 /// The networks and optimizers of a run, from the checkpoint under `out` when resuming.
@@ -248,7 +246,7 @@ pub fn distill(
     let mut metrics =
         fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(TrainError::io(&metrics_path))?;
     let config_path = out.join("config.toml");
-    fs::write(&config_path, config.to_toml()).map_err(TrainError::io(&config_path))?;
+    write_file_atomically(&config_path, config.to_toml())?;
 
     let inner = device.clone().without_autodiff();
     let evals_during = config.sample_every > 0 && config.sample_every < config.steps;

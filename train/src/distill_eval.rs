@@ -12,6 +12,7 @@ use avdm_model::UNetMotionModel;
 use avdm_model::pipeline::{Sampler, VideoPipeline};
 use burn::prelude::*;
 
+use crate::checkpoint::write_file_atomically;
 use crate::distill::teacher_folder;
 use crate::distill_config::DistillConfig;
 use crate::error::TrainError;
@@ -118,7 +119,7 @@ pub fn final_table(config: &DistillConfig, out: &Path, device: &Device) -> Resul
     let markdown = eval.markdown(&rows);
     let json = serde_json::json!({ "settings": eval.settings, "real_accuracy": eval.reference.accuracy, "rows": rows });
     let text = serde_json::to_string_pretty(&json).expect("a table serialises") + "\n";
-    fs::write(out.join("eval.json"), text).map_err(TrainError::io(out.join("eval.json")))?;
-    fs::write(out.join("eval.md"), &markdown).map_err(TrainError::io(out.join("eval.md")))?;
+    write_file_atomically(&out.join("eval.json"), text)?;
+    write_file_atomically(&out.join("eval.md"), &markdown)?;
     Ok(Some(markdown))
 }

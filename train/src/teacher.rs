@@ -330,8 +330,10 @@ pub fn stage_dir(run: &Path, stage: Stage) -> PathBuf {
 }
 
 /// Trains `stage` from `init` (or resumes from the stage's checkpoint under `run`, if
-/// `resume`), checkpointing every `checkpoint_every` steps and at the end. Returns the trained
-/// model and the final state.
+/// `resume`), checkpointing every `checkpoint_every` steps and at the end. `keep_going` is
+/// asked after every step: when it says no, the stage checkpoints and returns early (the
+/// state's `step` tells). Returns the trained model and the final state.
+#[allow(clippy::too_many_arguments)]
 pub fn train_stage(
     config: &TeacherConfig,
     stage: Stage,
@@ -340,6 +342,7 @@ pub fn train_stage(
     run: &Path,
     resume: bool,
     device: &Device,
+    keep_going: &dyn Fn() -> bool,
 ) -> Result<(TextToVideo, StageState), TrainError> {
     config.validate()?;
     let settings = config.stage(stage).clone();
@@ -394,7 +397,8 @@ pub fn train_stage(
         loss_sum += value;
         loss_count += 1;
         progress.update(state.step, &[("loss", value), ("grad_norm", norm as f64), ("lr", lr)]);
-        if state.step.is_multiple_of(settings.checkpoint_every) || state.step == settings.steps {
+        let stop = !keep_going();
+        if stop || state.step.is_multiple_of(settings.checkpoint_every) || state.step == settings.steps {
             state.loss = loss_sum / loss_count as f64;
             state.seconds = seconds_before + started.elapsed().as_secs_f64();
             (loss_sum, loss_count) = (0.0, 0);
@@ -403,6 +407,9 @@ pub fn train_stage(
             writer.optimizer("model", &optim)?;
             writer.state(&state)?;
             writer.commit()?;
+        }
+        if stop {
+            break;
         }
     }
     progress.finish();

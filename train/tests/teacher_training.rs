@@ -52,7 +52,7 @@ fn train(
     run: &Path,
     resume: bool,
 ) -> (TextToVideo, StageState) {
-    train_stage(config, stage, init, tokenizer, run, resume, &device()).expect("training runs")
+    train_stage(config, stage, init, tokenizer, run, resume, &device(), &|| true).expect("training runs")
 }
 
 fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
@@ -82,7 +82,15 @@ fn resumed_run_equals_uninterrupted_run() {
     let (uninterrupted, _) = train(&config(4, 0), Stage::Image, init.clone(), &tokenizer, &whole, false);
 
     let parts = tmp.path().join("parts");
-    let (_, first) = train(&config(2, 0), Stage::Image, init.clone(), &tokenizer, &parts, false);
+    // A stop asked for after the second step (Ctrl-C) checkpoints there and returns.
+    let asked = std::cell::Cell::new(0);
+    let keep_going = || {
+        asked.set(asked.get() + 1);
+        asked.get() < 2
+    };
+    let (_, first) =
+        train_stage(&config(4, 0), Stage::Image, init.clone(), &tokenizer, &parts, false, &device(), &keep_going)
+            .expect("training runs");
     assert_eq!(first.step, 2);
     // Resuming ignores the fresh init it is given: the checkpoint wins.
     let (resumed, state) = train(&config(4, 0), Stage::Image, init_image_model(&device()), &tokenizer, &parts, true);
@@ -97,7 +105,7 @@ fn resumed_run_equals_uninterrupted_run() {
     let module = stage_dir(&parts, Stage::Image).join("model.module.bpk");
     let bytes = std::fs::read(&module).unwrap();
     std::fs::write(&module, &bytes[..bytes.len() / 2]).unwrap();
-    let error = train_stage(&config(6, 0), Stage::Image, init, &tokenizer, &parts, true, &device())
+    let error = train_stage(&config(6, 0), Stage::Image, init, &tokenizer, &parts, true, &device(), &|| true)
         .err()
         .expect("a truncated checkpoint is an error")
         .to_string();

@@ -96,6 +96,15 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
         state.seconds,
         args.out.join("student").display()
     );
+    // The student is saved and the table's files are written atomically: from here a signal
+    // ends the process at once.
+    interrupt::restore_default();
+    if interrupt::requested() {
+        bail!(
+            "interrupted before the final table; evaluate the student with `avdm eval --model {} --sampler student`",
+            args.out.join("student").display()
+        );
+    }
     match final_table(&config, &args.out, &device.clone().without_autodiff())? {
         Some(table) => {
             println!("{table}");

@@ -25,6 +25,16 @@ pub fn install() {
     }
 }
 
+/// Gives SIGINT and SIGTERM their default action back (end the process at once), for work
+/// after the last checkpoint that has nothing to save.
+pub fn restore_default() {
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
+}
+
 /// Whether a stop was requested.
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)

@@ -20,6 +20,8 @@ mkdir -p "$OUT"
 if [ ! -f "$OUT/teacher/eval.md" ]; then
     "$AVDM" eval --steps 50,25,4 --guidance 3 --clips "$CLIPS" --out "$OUT/teacher"
 fi
+# The students' starting point: the teacher itself on the 4-step student sampler, no CFG.
+"$AVDM" eval --sampler student --clips "$CLIPS" --out "$OUT/teacher-student"
 for losses in adm-sdm2d adm-only adm-sdm-video sdm-only; do
     if [ ! -f "$OUT/$losses/student/student.json" ]; then
         rm -rf "$OUT/$losses"
@@ -31,9 +33,26 @@ done
 {
     sed -n '1,2p' "$OUT/teacher/eval.md"
     sed -n '3,5p' "$OUT/teacher/eval.md" | sed 's/^| ddim-/| teacher ddim-/'
+    sed -n '3p' "$OUT/teacher-student/eval.md" | sed 's/^| student-4 /| teacher student-4 (no training) /'
     for losses in adm-sdm2d adm-only adm-sdm-video sdm-only; do
         sed -n '3p' "$OUT/eval-$losses/eval.md" | sed "s/^| student-4 /| student-4 $losses /"
     done
     echo
     tail -n 1 "$OUT/teacher/eval.md"
 } | tee "$OUT/table1.md"
+
+# Fig. 4: one filmstrip row per model, clips 0 and 5 of each sample grid (32x32 tiles, 4 a row).
+gifs=("$OUT/teacher/ddim-50.gif" "$OUT/teacher/ddim-25.gif" "$OUT/teacher/ddim-4.gif" "$OUT/teacher-student/student-4.gif")
+for losses in adm-sdm2d adm-only adm-sdm-video sdm-only; do
+    gifs+=("$OUT/eval-$losses/student-4.gif")
+done
+inputs=() graph="" rows=""
+for i in "${!gifs[@]}"; do
+    inputs+=(-i "${gifs[$i]}")
+    graph+="[$i]split[a$i][b$i];[a$i]crop=32:32:0:0,tile=8x1[x$i];[b$i]crop=32:32:32:32,tile=8x1[y$i];"
+    graph+="[x$i][y$i]hstack[r$i];"
+    rows+="[r$i]"
+done
+ffmpeg -v error -y "${inputs[@]}" -filter_complex "${graph}${rows}vstack=inputs=${#gifs[@]},scale=iw*2:ih*2:flags=neighbor" \
+    -frames:v 1 "$OUT/fig4.png"
+echo "wrote $OUT/table1.md and $OUT/fig4.png"

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The paper's Table 1 in miniature on the toy world: the teacher at 50, 25 and 4 DDIM steps
-# with CFG, and 4-step students distilled with the method and its ablations, each row measured by
-# `avdm eval` on the same clips. Prints the combined Markdown table and writes it to
-# $OUT/table1.md.
+# The paper's Table 1 and Fig. 4 in miniature on the toy world: the teacher at 50, 25 and 4
+# DDIM steps with CFG, the teacher on the 4-step student sampler, and 4-step students distilled
+# with the method and its ablations, each row measured by `avdm eval` on the same clips. Prints
+# the combined Markdown table and writes it to $OUT/table1.md; writes $OUT/fig4.png: for each
+# row, top to bottom, the 8 frames of two eval clips.
 #
 #   tools/bench/toy_table1.sh [clips] [out]      (defaults: 128 clips, runs/table1)
 #
 # Each distillation is `avdm distill --losses <kind>` (the toy preset); nothing else changes
 # between rows. Run it on an otherwise idle machine: the table has seconds per clip. Finished
 # parts (the teacher's eval, each distilled student) are kept when the script is run again.
+# Needs ffmpeg (for the figure).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CLIPS=${1:-128}

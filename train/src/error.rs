@@ -14,6 +14,8 @@ pub enum TrainError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+    #[error("dataset {path}: {message}")]
+    Dataset { path: PathBuf, message: String },
     #[error("config {path}: {message}")]
     ConfigFile { path: PathBuf, message: String },
     #[error("setting `{field}`: {message}")]

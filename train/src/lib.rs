@@ -7,6 +7,7 @@ pub mod adm;
 pub mod backward_sim;
 pub mod checkpoint;
 pub mod dashboard;
+pub mod data;
 pub mod data_parallel;
 pub mod discriminator;
 pub mod distill;

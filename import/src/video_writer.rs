@@ -46,7 +46,7 @@ fn output_error(path: &Path, message: impl Into<String>) -> ImportError {
 }
 
 /// The `ffmpeg` program: `$AVDM_FFMPEG` if set, else `ffmpeg` on the PATH.
-fn ffmpeg_program() -> PathBuf {
+pub fn ffmpeg_program() -> PathBuf {
     std::env::var_os("AVDM_FFMPEG").map_or_else(|| PathBuf::from("ffmpeg"), PathBuf::from)
 }
 

@@ -5,3 +5,4 @@
 pub mod clip_frames;
 pub mod dataset;
 pub mod decode;
+pub mod parallel_decode;

@@ -107,8 +107,14 @@ fn to_channel_major(pixels: &[u8], frames: usize, size: usize) -> Vec<f32> {
     data
 }
 
+/// The first message of FFmpeg's stderr, without its `[demuxer @ 0x…] ` prefix (an address
+/// that changes from run to run).
 fn first_line(bytes: &[u8]) -> Option<&str> {
-    std::str::from_utf8(bytes).ok()?.lines().map(str::trim).find(|l| !l.is_empty())
+    let line = std::str::from_utf8(bytes).ok()?.lines().map(str::trim).find(|l| !l.is_empty())?;
+    Some(match line.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
+        Some((_, message)) => message,
+        None => line,
+    })
 }
 
 #[cfg(test)]
@@ -121,6 +127,13 @@ mod tests {
         assert_eq!(resized(1080, 1920, 512), (512, 910));
         assert_eq!(resized(45, 31, 16), (23, 16));
         assert_eq!(resized(64, 64, 32), (32, 32));
+    }
+
+    #[test]
+    fn ffmpeg_messages_lose_their_address_prefix() {
+        assert_eq!(first_line(b"\n[mov,mp4 @ 0x55d0b6d4d8c0] moov atom not found\nmore"), Some("moov atom not found"));
+        assert_eq!(first_line(b"Invalid data found"), Some("Invalid data found"));
+        assert_eq!(first_line(b""), None);
     }
 
     #[test]

@@ -5,4 +5,5 @@
 pub mod clip_frames;
 pub mod dataset;
 pub mod decode;
+pub mod latent_cache;
 pub mod parallel_decode;

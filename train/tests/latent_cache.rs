@@ -1,0 +1,93 @@
+//! The latent cache on a folder of small videos made by ffmpeg, with the tiny diffusers
+//! pipeline's VAE and text encoder: shard layout, skipped videos, and an interrupted cache that
+//! resumes to the same files as an uninterrupted one.
+
+use std::path::Path;
+use std::process::Command;
+
+use avdm_import::{LoadOptions, load_pipeline};
+use avdm_train::data::clip_frames::ClipSampling;
+use avdm_train::data::dataset::DatasetSource;
+use avdm_train::data::latent_cache::{CacheIndex, CacheSettings, build_cache};
+use burn::prelude::*;
+
+fn make_videos(dir: &Path) {
+    for (i, colour) in ["red", "lime", "blue", "yellow", "white"].iter().enumerate() {
+        let path = dir.join(format!("clip{i}.mp4"));
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("color={colour}:s=32x24:r=10")])
+            .args(["-vf", "drawbox=x='t*20':y=4:w=6:h=6:color=black:t=fill", "-frames:v", "12"])
+            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg runs (the tests need FFmpeg: apt-get install ffmpeg)");
+        assert!(status.success());
+        std::fs::write(dir.join(format!("clip{i}.txt")), format!("a {colour} field")).unwrap();
+    }
+    std::fs::write(dir.join("broken.mp4"), b"not a video at all").unwrap();
+    std::fs::write(dir.join("broken.txt"), "a broken file").unwrap();
+}
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn an_interrupted_cache_resumes_to_the_same_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let videos = tmp.path().join("videos");
+    std::fs::create_dir(&videos).unwrap();
+    make_videos(&videos);
+    let dataset = DatasetSource::Folder { dir: videos.clone() }.load().unwrap();
+    assert_eq!(dataset.entries.len(), 6, "the broken file is only found out when decoded");
+    let device = Device::flex();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny_pipeline");
+    let adapter = avdm_import::AdapterSource::from_path(&fixtures.join("motion_adapter"));
+    let loaded = load_pipeline(&fixtures.join("sd"), Some(&adapter), &LoadOptions::default(), &device).unwrap();
+    let settings = CacheSettings {
+        clip: ClipSampling { frames: 4, stride: 2, ..ClipSampling::default() },
+        size: 16,
+        shard_clips: 2,
+        ..CacheSettings::default()
+    };
+    let build = |out: &Path, workers: usize, keep_going: &dyn Fn() -> bool| {
+        build_cache(&dataset, &loaded.pipeline, &loaded.tokenizer, &settings, out, workers, &device, keep_going)
+    };
+
+    let whole = tmp.path().join("whole");
+    let index = build(&whole, 2, &|| true).unwrap();
+    assert!(index.complete);
+    let sizes: Vec<usize> = index.shards.iter().map(|s| s.videos.len()).collect();
+    assert_eq!(sizes, [2, 2, 1]);
+    assert_eq!(index.skipped.len(), 1);
+    assert!(index.skipped[0].contains("broken.mp4") && index.skipped[0].contains("not a readable video"));
+    let bytes = std::fs::read(whole.join("shard-000000.safetensors")).unwrap();
+    let shard = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    // 2 clips, 4 latent channels, 4 frames, 16 / 2 = 8 (the tiny VAE halves the size).
+    assert_eq!(shard.tensor("latents").unwrap().shape(), [2, 4, 4, 8, 8]);
+    let text = shard.tensor("text").unwrap().shape().to_vec();
+    assert_eq!((text.len(), text[0]), (3, 2));
+    assert_eq!(index.shards[0].captions, ["a red field", "a lime field"]);
+
+    // Stopped after the first shard, then resumed with another worker count.
+    let parts = tmp.path().join("parts");
+    let stopped = build(&parts, 2, &|| false).unwrap();
+    assert!(!stopped.complete);
+    assert_eq!(stopped.shards.len(), 1);
+    let resumed = build(&parts, 1, &|| true).unwrap();
+    assert_eq!(resumed, index);
+    assert_eq!(files(&parts), files(&whole), "the resumed cache differs from the uninterrupted one");
+    assert_eq!(CacheIndex::read(&parts).unwrap().unwrap(), index);
+
+    // Other settings on the same folder are refused.
+    let other = CacheSettings { size: 32, ..settings.clone() };
+    let err = build_cache(&dataset, &loaded.pipeline, &loaded.tokenizer, &other, &parts, 1, &device, &|| true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("index.json") && err.contains("other settings"), "{err}");
+}

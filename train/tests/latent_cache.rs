@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use avdm_import::{LoadOptions, load_pipeline};
+use avdm_import::LoadOptions;
 use avdm_train::data::clip_frames::ClipSampling;
 use avdm_train::data::dataset::DatasetSource;
-use avdm_train::data::latent_cache::{CacheIndex, CacheSettings, build_cache};
+use avdm_train::data::latent_cache::{CacheEncoders, CacheIndex, CacheSettings, build_cache};
 use burn::prelude::*;
 
 fn make_videos(dir: &Path) {
@@ -46,9 +46,8 @@ fn an_interrupted_cache_resumes_to_the_same_files() {
     let dataset = DatasetSource::Folder { dir: videos.clone() }.load().unwrap();
     assert_eq!(dataset.entries.len(), 6, "the broken file is only found out when decoded");
     let device = Device::flex();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny_pipeline");
-    let adapter = avdm_import::AdapterSource::from_path(&fixtures.join("motion_adapter"));
-    let loaded = load_pipeline(&fixtures.join("sd"), Some(&adapter), &LoadOptions::default(), &device).unwrap();
+    let sd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny_pipeline/sd");
+    let encoders = CacheEncoders::load(&sd, &LoadOptions::default(), &device).unwrap();
     let settings = CacheSettings {
         clip: ClipSampling { frames: 4, stride: 2, ..ClipSampling::default() },
         size: 16,
@@ -56,7 +55,7 @@ fn an_interrupted_cache_resumes_to_the_same_files() {
         ..CacheSettings::default()
     };
     let build = |out: &Path, workers: usize, keep_going: &dyn Fn() -> bool| {
-        build_cache(&dataset, &loaded.pipeline, &loaded.tokenizer, &settings, out, workers, &device, keep_going)
+        build_cache(&dataset, &encoders, &settings, out, workers, &device, keep_going)
     };
 
     let whole = tmp.path().join("whole");
@@ -86,8 +85,6 @@ fn an_interrupted_cache_resumes_to_the_same_files() {
 
     // Other settings on the same folder are refused.
     let other = CacheSettings { size: 32, ..settings.clone() };
-    let err = build_cache(&dataset, &loaded.pipeline, &loaded.tokenizer, &other, &parts, 1, &device, &|| true)
-        .unwrap_err()
-        .to_string();
+    let err = build_cache(&dataset, &encoders, &other, &parts, 1, &device, &|| true).unwrap_err().to_string();
     assert!(err.contains("index.json") && err.contains("other settings"), "{err}");
 }

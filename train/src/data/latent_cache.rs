@@ -10,8 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use avdm_import::ClipTokenizer;
-use avdm_model::pipeline::VideoPipeline;
+use avdm_import::{ClipTokenizer, LoadOptions, load_clip_text, load_vae};
+use avdm_model::clip::ClipTextTransformer;
+use avdm_model::vae::AutoencoderKL;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,26 @@ use crate::progress::Progress;
 use crate::teacher::caption_ids;
 
 pub const INDEX: &str = "index.json";
+
+/// What a cache is encoded with: a pipeline folder's VAE (`None`: a pixel-space pipeline such
+/// as the toy world's, whose cache holds the pixels) and text encoder. The UNet is not needed.
+pub struct CacheEncoders {
+    pub vae: Option<AutoencoderKL>,
+    pub text_encoder: ClipTextTransformer,
+    pub tokenizer: ClipTokenizer,
+}
+
+impl CacheEncoders {
+    /// `vae/` (when the folder has one), `text_encoder/` and `tokenizer/` of a diffusers
+    /// pipeline folder.
+    pub fn load(pipeline: &Path, options: &LoadOptions, device: &Device) -> Result<Self, TrainError> {
+        let vae_dir = pipeline.join("vae");
+        let vae = if vae_dir.is_dir() { Some(load_vae(&vae_dir, options, device)?.model) } else { None };
+        let text_encoder = load_clip_text(&pipeline.join("text_encoder"), options, device)?.model;
+        let tokenizer = ClipTokenizer::from_folder(&pipeline.join("tokenizer"))?;
+        Ok(Self { vae, text_encoder, tokenizer })
+    }
+}
 
 /// How clips are cut and grouped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,8 +111,7 @@ impl CacheIndex {
 #[allow(clippy::too_many_arguments)]
 pub fn build_cache(
     dataset: &VideoDataset,
-    pipeline: &VideoPipeline,
-    tokenizer: &ClipTokenizer,
+    encoders: &CacheEncoders,
     settings: &CacheSettings,
     out: &Path,
     workers: usize,
@@ -130,7 +150,7 @@ pub fn build_cache(
     decode_in_order(entries.len() - first, workers, 2 * workers.max(1), decode, |i, clip| {
         let entry = &entries[first + i];
         match clip {
-            Ok(clip) => shard.push(encode(pipeline, tokenizer, &clip, &entry.caption, device)?, entry),
+            Ok(clip) => shard.push(encoders.encode(&clip, &entry.caption, device)?, entry),
             Err(reason) => {
                 eprintln!("skipping {}: {reason}", entry.path.display());
                 shard.skipped.push(format!("{}: {reason}", entry.path.display()));
@@ -190,29 +210,25 @@ impl Shard {
     }
 }
 
-/// One clip's scaled latents `(L, F, h, w)` (the pixels for a pixel-space pipeline) and its
-/// caption's embedding `(T, D)`.
-fn encode(
-    pipeline: &VideoPipeline,
-    tokenizer: &ClipTokenizer,
-    clip: &Clip,
-    caption: &str,
-    device: &Device,
-) -> Result<(Tensor<4>, Tensor<2>), TrainError> {
-    let (f, s) = (clip.frames, clip.size);
-    let pixels = Tensor::<1>::from_floats(clip.data.as_slice(), device).reshape([3, f, s, s]);
-    let latents = match &pipeline.vae {
-        Some(vae) => {
-            let frames = pixels.permute([1, 0, 2, 3]);
-            let z = (vae.encode(frames).mean - vae.shift_factor) * vae.scaling_factor;
-            z.permute([1, 0, 2, 3])
-        }
-        None => pixels,
-    };
-    let ids = caption_ids(tokenizer, &[caption.to_owned()], device)?;
-    let text = pipeline.encode_prompts(ids, None)?.cond;
-    let [_, t, d] = text.dims();
-    Ok((latents, text.reshape([t, d])))
+impl CacheEncoders {
+    /// One clip's scaled latents `(L, F, h, w)` (the pixels for a pixel-space pipeline) and its
+    /// caption's embedding `(T, D)` (the last hidden state, as the UNet is conditioned).
+    fn encode(&self, clip: &Clip, caption: &str, device: &Device) -> Result<(Tensor<4>, Tensor<2>), TrainError> {
+        let (f, s) = (clip.frames, clip.size);
+        let pixels = Tensor::<1>::from_floats(clip.data.as_slice(), device).reshape([3, f, s, s]);
+        let latents = match &self.vae {
+            Some(vae) => {
+                let frames = pixels.permute([1, 0, 2, 3]);
+                let z = (vae.encode(frames).mean - vae.shift_factor) * vae.scaling_factor;
+                z.permute([1, 0, 2, 3])
+            }
+            None => pixels,
+        };
+        let ids = caption_ids(&self.tokenizer, &[caption.to_owned()], device)?;
+        let text = self.text_encoder.embed(ids, 0)?;
+        let [_, t, d] = text.dims();
+        Ok((latents, text.reshape([t, d])))
+    }
 }
 
 /// A tensor's shape and little-endian f32 bytes, for [`write_tensors`].

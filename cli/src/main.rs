@@ -1,6 +1,7 @@
 //! `avdm`: distill AnimateDiff into a 4-step video generator (AVDM2), in one binary.
 
 mod allocator;
+mod cache;
 mod device;
 mod distill;
 mod eval;
@@ -30,6 +31,7 @@ enum Command {
     TrainTeacher(train_teacher::TrainTeacherArgs),
     TrainJudge(train_judge::TrainJudgeArgs),
     Eval(Box<eval::EvalArgs>),
+    Cache(Box<cache::CacheArgs>),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::TrainTeacher(args) => train_teacher::run(args),
         Command::TrainJudge(args) => train_judge::run(args),
         Command::Eval(args) => eval::run(*args),
+        Command::Cache(args) => cache::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

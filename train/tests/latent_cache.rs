@@ -87,4 +87,9 @@ fn an_interrupted_cache_resumes_to_the_same_files() {
     let other = CacheSettings { size: 32, ..settings.clone() };
     let err = build_cache(&dataset, &encoders, &other, &parts, 1, &device, &|| true).unwrap_err().to_string();
     assert!(err.contains("index.json") && err.contains("other settings"), "{err}");
+    // So is another dataset.
+    let mut fewer = dataset.clone();
+    fewer.entries.pop();
+    let err = build_cache(&fewer, &encoders, &settings, &parts, 1, &device, &|| true).unwrap_err().to_string();
+    assert!(err.contains("dataset of 6 videos, this one lists 5"), "{err}");
 }

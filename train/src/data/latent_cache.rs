@@ -83,6 +83,8 @@ pub struct CacheIndex {
     pub shards: Vec<ShardInfo>,
     /// `"path: reason"` of every video left out.
     pub skipped: Vec<String>,
+    /// Videos the dataset listed when the cache began (a resumed cache must see the same).
+    pub listed: usize,
     /// The dataset entry the next shard starts at (the dataset's length when complete).
     pub next_entry: usize,
     pub complete: bool,
@@ -129,10 +131,25 @@ pub fn build_cache(
                 message: "was written with other settings (frames, stride, size, start, seed or shard size); use them again or another folder".into(),
             });
         }
-        Some(index) => index,
-        None => {
-            CacheIndex { settings: settings.clone(), shards: vec![], skipped: vec![], next_entry: 0, complete: false }
+        Some(index) if index.listed != dataset.entries.len() => {
+            return Err(TrainError::Dataset {
+                path: out.join(INDEX),
+                message: format!(
+                    "was begun on a dataset of {} videos, this one lists {}; use the same dataset or another folder",
+                    index.listed,
+                    dataset.entries.len()
+                ),
+            });
         }
+        Some(index) => index,
+        None => CacheIndex {
+            settings: settings.clone(),
+            shards: vec![],
+            skipped: vec![],
+            listed: dataset.entries.len(),
+            next_entry: 0,
+            complete: false,
+        },
     };
     let entries = &dataset.entries;
     let progress = Progress::new("cache", index.next_entry, entries.len(), 10);

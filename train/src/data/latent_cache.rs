@@ -14,6 +14,8 @@ use avdm_import::{ClipTokenizer, LoadOptions, load_clip_text, load_vae};
 use avdm_model::clip::ClipTextTransformer;
 use avdm_model::vae::AutoencoderKL;
 use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::clip_frames::{ClipSampling, ClipStart};
@@ -158,7 +160,7 @@ pub fn build_cache(
     let decode = |i: usize| {
         let entry = &entries[first + i];
         let start = if settings.random_start {
-            ClipStart::Random(mix(settings.seed, (first + i) as u64))
+            ClipStart::Random(start_draw(settings.seed, (first + i) as u64))
         } else {
             ClipStart::First
         };
@@ -272,10 +274,8 @@ fn write_tensors(path: &Path, tensors: &[(&str, (Vec<usize>, Vec<u8>))]) -> Resu
     std::fs::rename(&tmp, path).map_err(TrainError::io(path))
 }
 
-/// A well-mixed 64-bit value of `(seed, row)` (splitmix64), the draw of a video's clip start.
-fn mix(seed: u64, row: u64) -> u64 {
-    let mut z = seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// The draw of a video's clip start: a pure function of the seed and the video's row, seeded
+/// the way the rest of the project seeds its streams.
+fn start_draw(seed: u64, row: u64) -> u64 {
+    StdRng::seed_from_u64(seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15)).random()
 }

@@ -9,17 +9,10 @@ use avdm_import::LoadOptions;
 use avdm_train::data::clip_frames::{ClipSampling, ShortVideos};
 use avdm_train::data::dataset::DatasetSource;
 use avdm_train::data::latent_cache::{CacheEncoders, CacheIndex, CacheSettings, build_cache};
-use clap::{ArgGroup, Args, ValueEnum};
+use clap::{ArgGroup, Args};
 
 use crate::device::{default_threads, parse_device};
 use crate::interrupt;
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ShortVideoPolicy {
-    /// The largest stride that fits (down to 1).
-    ReduceStride,
-    Skip,
-}
 
 /// Decode a video dataset once into VAE latents and text embeddings (sharded safetensors and
 /// index.json). Run it again with the same settings to continue an interrupted cache.
@@ -58,9 +51,10 @@ pub struct CacheArgs {
     /// Side of the square frames: short side resized to it, centre crop.
     #[arg(long, default_value_t = 512)]
     size: usize,
-    /// Videos too short for the clip at the full stride.
-    #[arg(long, value_enum, default_value = "reduce-stride")]
-    short_videos: ShortVideoPolicy,
+    /// Videos too short for the clip at the full stride: reduce-stride (the largest stride
+    /// that fits, down to 1) or skip.
+    #[arg(long, default_value = "reduce-stride")]
+    short_videos: ShortVideos,
     /// Start every clip at the first frame (default: a random start per video, from --seed).
     #[arg(long)]
     first_frame: bool,
@@ -95,12 +89,8 @@ impl CacheArgs {
     }
 
     fn settings(&self) -> CacheSettings {
-        let short_videos = match self.short_videos {
-            ShortVideoPolicy::ReduceStride => ShortVideos::ReduceStride,
-            ShortVideoPolicy::Skip => ShortVideos::Skip,
-        };
         CacheSettings {
-            clip: ClipSampling { frames: self.frames, stride: self.stride, short_videos },
+            clip: ClipSampling { frames: self.frames, stride: self.stride, short_videos: self.short_videos },
             size: self.size,
             random_start: !self.first_frame,
             seed: self.seed,

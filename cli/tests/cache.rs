@@ -66,6 +66,11 @@ fn cache_a_folder_then_continue_it_and_refuse_bad_sources() {
     let (ok, stderr) = avdm(&other);
     assert!(!ok && stderr.contains("other settings"), "{stderr}");
 
+    let mut bad_policy = args.to_vec();
+    bad_policy.extend(["--short-videos", "sometimes"]);
+    let (ok, stderr) = avdm(&bad_policy);
+    assert!(!ok && stderr.contains("reduce-stride, skip"), "{stderr}");
+
     // Bad sources: none, a missing folder, a CSV without the named column.
     let (ok, stderr) = avdm(&["cache", "--pipeline", path(&sd), "--out", path(&out)]);
     assert!(!ok && stderr.contains("--openvid"), "{stderr}");

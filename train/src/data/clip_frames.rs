@@ -13,6 +13,16 @@ pub enum ShortVideos {
     Skip,
 }
 
+impl std::str::FromStr for ShortVideos {
+    type Err = String;
+
+    /// The settings' names: `reduce-stride`, `skip`.
+    fn from_str(name: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(name.into()))
+            .map_err(|_| format!("{name}: not one of reduce-stride, skip"))
+    }
+}
+
 /// Where a clip starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClipStart {
@@ -101,5 +111,7 @@ mod tests {
         let skip = ClipSampling { short_videos: ShortVideos::Skip, ..ClipSampling::default() };
         assert_eq!(skip.stride_for(60), None);
         assert_eq!(skip.stride_for(61), Some(4));
+        assert_eq!("skip".parse(), Ok(ShortVideos::Skip));
+        assert!("sometimes".parse::<ShortVideos>().unwrap_err().contains("reduce-stride, skip"));
     }
 }

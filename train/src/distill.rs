@@ -23,9 +23,9 @@ use crate::distill_config::{DistillConfig, EvalConfig};
 use crate::distill_eval::{ToyEval, append_row, with_unet};
 use crate::error::TrainError;
 use crate::eval::student_sampler;
-use crate::learner::{IterationData, IterationReport, Learner, Networks, Optimizers, Parameterisation};
+use crate::distill_data::{DistillData, TeacherInput};
+use crate::learner::{IterationReport, Learner, Networks, Optimizers, Parameterisation};
 use crate::toy::assets::default_assets_dir;
-use crate::toy::world::{Split, ToyWorld};
 use burn::prelude::*;
 
 /// What a checkpoint records besides the networks and optimizers.
@@ -86,24 +86,6 @@ pub fn load_teacher_2d(
     }
 }
 
-/// The toy world's data of iteration `step`: training-split captions as prompts, and a batch of
-/// real clips with their captions for each discriminator update.
-pub fn toy_data(config: &DistillConfig, world: &ToyWorld, step: usize, device: &Device) -> IterationData {
-    let per_step = config.batch * (1 + config.critic_updates.max(1));
-    let first = (step * per_step) as u64;
-    let prompts = (0..config.batch as u64)
-        .map(|i| world.spec(config.seed, Split::Train, first + i).attributes.caption())
-        .collect();
-    let real = (0..config.critic_updates.max(1))
-        .map(|k| {
-            let index = first + (config.batch * (k + 1)) as u64;
-            let (clips, specs) = world.batch(config.seed, Split::Train, index, config.batch, device);
-            (clips, specs.iter().map(|s| s.attributes.caption()).collect())
-        })
-        .collect();
-    IterationData { prompts, real }
-}
-
 /// Settings that may change when a run is resumed (its length, how often it saves and
 /// evaluates, threads).
 fn resumable_view(config: &DistillConfig) -> DistillConfig {
@@ -129,6 +111,17 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
         .map(|line| format!("{line}\n"))
         .collect();
     write_file_atomically(path, kept)
+}
+
+/// Appends the videos a step could not decode to the run's `skipped.txt` (`step N: path:
+/// reason` per line).
+fn log_skipped(path: &Path, step: usize, skipped: &[String]) -> Result<(), TrainError> {
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    let lines: String = skipped.iter().map(|s| format!("step {step}: {s}\n")).collect();
+    let mut file = fs::OpenOptions::new().create(true).append(true).open(path).map_err(TrainError::io(path))?;
+    file.write_all(lines.as_bytes()).map_err(TrainError::io(path))
 }
 
 /// The networks and optimizers of a run, from the checkpoint under `out` when resuming.
@@ -253,13 +246,18 @@ pub fn distill(
     let toy_eval = if evals_during { ToyEval::for_run(config, false, &inner)? } else { None };
     let eval_sampler = student_sampler(&loaded.scheduler, &student_config)?;
     let learner = Learner { config, tokenizer: &loaded.tokenizer, video, image, sampler, device: device.clone() };
-    let world = ToyWorld::default();
+    let vae_scale = loaded.vae_config.as_ref().map_or(1, |v| 1 << v.block_out_channels.len().saturating_sub(1));
+    let teacher_input = TeacherInput { unet: &loaded.unet_config, vae: loaded.pipeline.vae.as_ref(), vae_scale };
+    let source = DistillData::open(&config.data, &teacher_input)?;
+    let skipped_path = out.join("skipped.txt");
     let started = Instant::now();
     let seconds_before = run.state.seconds;
     while run.state.step < config.steps {
         let step = run.state.step;
-        let data = toy_data(config, &world, step, device);
-        let mut report = learner.iterate(step, &mut run.nets, &mut run.optim, &data)?;
+        let embed = |captions: &[String]| learner.embed(&run.nets.text_encoder, captions);
+        let step_data = source.iteration(config, step, &embed, device)?;
+        log_skipped(&skipped_path, step, &step_data.skipped)?;
+        let mut report = learner.iterate(step, &mut run.nets, &mut run.optim, &step_data.data)?;
         let done = step + 1;
         // (The final table evaluates the student after the last step.)
         if let Some(eval) =

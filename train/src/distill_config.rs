@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adm::AdmTimesteps;
 use crate::discriminator::HeadConfig;
+use crate::distill_data::DataConfig;
 use crate::error::TrainError;
 use crate::fake_score::FakeScoreConfig;
 
@@ -172,6 +173,8 @@ pub struct DistillConfig {
     pub critic_updates: usize,
     pub optim: OptimConfig,
     pub models: ModelPaths,
+    /// Real clips for the discriminator and prompts for the generator.
+    pub data: DataConfig,
     pub checkpoint_every: usize,
     /// Generator updates between sample GIFs and toy evals of the student (0: none).
     pub sample_every: usize,
@@ -198,6 +201,7 @@ impl Default for DistillConfig {
             critic_updates: 2,
             optim: OptimConfig::default(),
             models: ModelPaths::default(),
+            data: DataConfig::default(),
             checkpoint_every: 500,
             sample_every: 500,
             eval: EvalConfig::default(),

@@ -121,12 +121,20 @@ impl Optimizers {
     }
 }
 
-/// The data of one iteration: prompts for the generator and captioned real clips for the
-/// discriminator (one batch per discriminator update).
+/// The data of one iteration ([`crate::distill_data`]): prompts for the generator and
+/// captioned real clips for the discriminator (one batch per discriminator update).
 pub struct IterationData {
-    pub prompts: Vec<String>,
-    /// `(real clips (B, C, F, H, W) in the models' input space, their captions)` per update.
-    pub real: Vec<(Tensor<5>, Vec<String>)>,
+    /// The prompts' text embeddings `(B, T, D)`, without autodiff.
+    pub prompts: Tensor<3>,
+    pub real: Vec<RealBatch>,
+}
+
+/// Real clips and their captions' text embeddings.
+pub struct RealBatch {
+    /// `(B, C, F, H, W)` in the models' input space (scaled latents, or pixels in `[-1, 1]`).
+    pub clips: Tensor<5>,
+    /// `(B, T, D)`, without autodiff.
+    pub text: Tensor<3>,
 }
 
 /// What an iteration measured.
@@ -203,7 +211,7 @@ impl Learner<'_> {
     }
 
     /// Text embeddings `(B, L, D)` of `captions` (frozen encoder, no autodiff).
-    fn embed(&self, text_encoder: &ClipTextTransformer, captions: &[String]) -> Result<Tensor<3>, TrainError> {
+    pub fn embed(&self, text_encoder: &ClipTextTransformer, captions: &[String]) -> Result<Tensor<3>, TrainError> {
         let inner = self.device.clone().without_autodiff();
         let ids = caption_ids(self.tokenizer, captions, &inner)?;
         Ok(text_encoder.valid().embed(ids, 0)?)
@@ -227,13 +235,13 @@ impl Learner<'_> {
         let losses = c.loss.losses;
         let lr_factor = ((step + 1) as f64 / c.optim.warmup.max(1) as f64).min(1.0);
         let mut report = IterationReport { step, lr_factor, ..IterationReport::default() };
-        let batch = data.prompts.len();
+        let batch = data.prompts.dims()[0];
         let [_, channels, frames, height, width] = data
             .real
             .first()
-            .map(|(clips, _)| clips.dims())
+            .map(|real| real.clips.dims())
             .ok_or_else(|| TrainError::setting("data", "an iteration needs real clips for the discriminator"))?;
-        if data.real.iter().any(|(clips, captions)| clips.dims()[0] != batch || captions.len() != batch) {
+        if data.real.iter().any(|real| real.clips.dims()[0] != batch || real.text.dims()[0] != batch) {
             return Err(TrainError::setting("data", format!("every real batch needs {batch} clips and captions")));
         }
         let shards = split(batch, c.threads);
@@ -262,7 +270,7 @@ impl Learner<'_> {
         for k in 0..c.critic_updates {
             if losses.uses_sdm() {
                 let sharded = sharded_gradients(&nets.fake_score, &shards, &self.device, |fake_score, shard| {
-                    self.fake_score_shard(step, k, fake_score, nets, &generated, &data.prompts, shard)
+                    self.fake_score_shard(step, k, fake_score, &generated, &data.prompts, shard)
                 })?;
                 fake_losses.push(finite(step, "fake-score loss", sharded.loss)?);
                 let (grads, norm) = self.clipped(&nets.fake_score, sharded.grads);
@@ -310,7 +318,7 @@ impl Learner<'_> {
         let [channels, frames, height, width] = clip;
         let per_clip = [1, channels, frames, height, width];
         let inner = self.device.clone().without_autodiff();
-        let text = self.embed(&nets.text_encoder, &data.prompts[shard.samples.clone()])?;
+        let text = shard.rows(data.prompts.clone());
         let text_frames = repeat_per_frame(text.clone(), frames);
         let mut rollout_noise = self.streams(step, ROLLOUT, shard);
         let student_frozen = student.valid();
@@ -425,13 +433,12 @@ impl Learner<'_> {
         step: usize,
         k: usize,
         fake_score: UNetMotionModel,
-        nets: &Networks,
         generated: &Tensor<5>,
-        prompts: &[String],
+        prompts: &Tensor<3>,
         shard: &Shard,
     ) -> Result<(Tensor<1>, ()), TrainError> {
         let mut streams = self.streams(step, FAKE_SCORE + k as u64, shard);
-        let text = self.embed(&nets.text_encoder, &prompts[shard.samples.clone()])?;
+        let text = shard.rows(prompts.clone());
         let (x0, view_text) = self.sdm_view(shard.rows(generated.clone()), &text, &mut streams);
         let (x0, view_text) = (x0.autodiff(), view_text.autodiff());
         let [n, ch, f, h, w] = x0.dims();
@@ -453,24 +460,21 @@ impl Learner<'_> {
         k: usize,
         head: DiscriminatorHead,
         nets: &Networks,
-        (real, captions): &(Tensor<5>, Vec<String>),
-        (generated, prompts): (&Tensor<5>, &[String]),
+        real: &RealBatch,
+        (generated, prompts): (&Tensor<5>, &Tensor<3>),
         shard: &Shard,
     ) -> Result<(Tensor<1>, (f64, f64)), TrainError> {
         let c = self.config;
         let mut streams = self.streams(step, DISCRIMINATOR + k as u64, shard);
-        let [_, channels, frames, height, width] = real.dims();
-        let mut judged = |clips: Tensor<5>, captions: &[String]| -> Result<Judged, TrainError> {
-            let text = repeat_per_frame(self.embed(&nets.text_encoder, &captions[shard.samples.clone()])?, frames);
-            Ok(Judged {
-                noise: streams.normal([1, channels, frames, height, width], &self.device),
-                timesteps: streams.timesteps(1, c.adm.t_min, c.adm.t_max),
-                clips: shard.rows(clips).autodiff(),
-                text: text.autodiff(),
-            })
+        let [_, channels, frames, height, width] = real.clips.dims();
+        let mut judged = |clips: Tensor<5>, text: &Tensor<3>| Judged {
+            noise: streams.normal([1, channels, frames, height, width], &self.device),
+            timesteps: streams.timesteps(1, c.adm.t_min, c.adm.t_max),
+            clips: shard.rows(clips).autodiff(),
+            text: repeat_per_frame(shard.rows(text.clone()), frames).autodiff(),
         };
-        let real_batch = judged(real.clone(), captions)?;
-        let fake_batch = judged(generated.clone(), prompts)?;
+        let real_batch = judged(real.clips.clone(), &real.text);
+        let fake_batch = judged(generated.clone(), prompts);
         let (loss, (real_acc, fake_acc)) =
             discriminator_adm_loss(&nets.teacher, &self.video.schedule, &head, real_batch, fake_batch)?;
         let weight = shard.weight();

@@ -12,6 +12,7 @@ pub mod data_parallel;
 pub mod discriminator;
 pub mod distill;
 pub mod distill_config;
+pub mod distill_data;
 pub mod distill_eval;
 pub mod error;
 pub mod eval;

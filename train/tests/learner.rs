@@ -6,8 +6,8 @@ use avdm_model::sched::{NoiseSchedule, PredictionType, StudentConfig, StudentSam
 use avdm_train::discriminator::HeadConfig;
 use avdm_train::distill_config::{DistillConfig, Losses};
 use avdm_train::fake_score::trained_values;
-use avdm_train::learner::{IterationData, Learner, Networks, Optimizers, Parameterisation};
-use avdm_train::teacher::{TextToVideo, init_image_model, init_motion_model};
+use avdm_train::learner::{IterationData, Learner, Networks, Optimizers, Parameterisation, RealBatch};
+use avdm_train::teacher::{TextToVideo, caption_ids, init_image_model, init_motion_model};
 use avdm_train::toy::preset;
 use avdm_train::toy::vocabulary::write_tokenizer;
 use avdm_train::toy::world::{Split, ToyWorld};
@@ -65,17 +65,26 @@ impl Fixture {
         Networks::new(text, unet, None, config, &self.device)
     }
 
+    /// Text embeddings `(B, T, D)` of captions, without autodiff.
+    fn embed(&self, captions: &[String]) -> Tensor<3> {
+        let inner = self.device.clone().without_autodiff();
+        let ids = caption_ids(&self.tokenizer, captions, &inner).unwrap();
+        self.video.text_encoder.valid().embed(ids, 0).unwrap()
+    }
+
     /// Step `step`'s data: `batch` prompts and two real batches.
     fn data(&self, step: usize, batch: usize) -> IterationData {
         let real = (0..2)
             .map(|k| {
                 let index = (4 * step + k) * batch;
                 let (clips, specs) = self.world.batch(0, Split::Train, index as u64, batch, &self.device);
-                (clips, specs.iter().map(|s| s.attributes.caption()).collect())
+                let captions: Vec<String> = specs.iter().map(|s| s.attributes.caption()).collect();
+                RealBatch { clips, text: self.embed(&captions) }
             })
             .collect();
         let prompts = ["a red square moving left", "a blue circle moving up"];
-        IterationData { prompts: (0..batch).map(|i| prompts[i % 2].to_string()).collect(), real }
+        let prompts: Vec<String> = (0..batch).map(|i| prompts[i % 2].to_string()).collect();
+        IterationData { prompts: self.embed(&prompts), real }
     }
 }
 

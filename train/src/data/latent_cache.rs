@@ -233,20 +233,26 @@ impl CacheEncoders {
     /// One clip's scaled latents `(L, F, h, w)` (the pixels for a pixel-space pipeline) and its
     /// caption's embedding `(T, D)` (the last hidden state, as the UNet is conditioned).
     fn encode(&self, clip: &Clip, caption: &str, device: &Device) -> Result<(Tensor<4>, Tensor<2>), TrainError> {
-        let (f, s) = (clip.frames, clip.size);
-        let pixels = Tensor::<1>::from_floats(clip.data.as_slice(), device).reshape([3, f, s, s]);
-        let latents = match &self.vae {
-            Some(vae) => {
-                let frames = pixels.permute([1, 0, 2, 3]);
-                let z = (vae.encode(frames).mean - vae.shift_factor) * vae.scaling_factor;
-                z.permute([1, 0, 2, 3])
-            }
-            None => pixels,
-        };
+        let latents = clip_latents(self.vae.as_ref(), clip, device);
         let ids = caption_ids(&self.tokenizer, &[caption.to_owned()], device)?;
         let text = self.text_encoder.embed(ids, 0)?;
         let [_, t, d] = text.dims();
         Ok((latents, text.reshape([t, d])))
+    }
+}
+
+/// A clip's scaled VAE latent mean `(L, F, h, w)`, as the UNet sees clean data; the pixels
+/// `(3, F, S, S)` themselves for a pixel-space pipeline (`vae` `None`).
+pub fn clip_latents(vae: Option<&AutoencoderKL>, clip: &Clip, device: &Device) -> Tensor<4> {
+    let (f, s) = (clip.frames, clip.size);
+    let pixels = Tensor::<1>::from_floats(clip.data.as_slice(), device).reshape([3, f, s, s]);
+    match vae {
+        Some(vae) => {
+            let frames = pixels.permute([1, 0, 2, 3]);
+            let z = (vae.encode(frames).mean - vae.shift_factor) * vae.scaling_factor;
+            z.permute([1, 0, 2, 3])
+        }
+        None => pixels,
     }
 }
 

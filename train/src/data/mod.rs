@@ -2,6 +2,7 @@
 //! folder of videos, or a plain folder of `name.mp4` + `name.txt`) and which frames of a video
 //! make a training clip, decoded with FFmpeg.
 
+pub mod cache_reader;
 pub mod clip_frames;
 pub mod dataset;
 pub mod decode;

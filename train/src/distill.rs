@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, CheckpointWriter, replace_folder, sibling, write_file_atomically};
 use crate::distill_config::{DistillConfig, EvalConfig};
+use crate::distill_data::{DistillData, TeacherInput};
 use crate::distill_eval::{ToyEval, append_row, with_unet};
 use crate::error::TrainError;
 use crate::eval::student_sampler;
-use crate::distill_data::{DistillData, TeacherInput};
 use crate::learner::{IterationReport, Learner, Networks, Optimizers, Parameterisation};
 use crate::toy::assets::default_assets_dir;
 use burn::prelude::*;

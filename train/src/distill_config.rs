@@ -326,6 +326,23 @@ mod tests {
         assert_eq!(partial.loss.losses, Losses::AdmOnly);
         assert_eq!(partial.optim.lr_motion, 2e-5, "the paper's learning rates by default");
         assert_eq!((partial.sdm.t_min, partial.sdm.t_max, partial.adm.t_max), (200, 980, 500));
+        assert_eq!(partial.data, DataConfig::Toy, "the toy world by default");
+    }
+
+    #[test]
+    fn the_data_section_names_a_cache_or_a_dataset() {
+        use crate::data::dataset::DatasetSource;
+        let cache: DistillConfig = toml::from_str("[data]\nkind = \"cache\"\ndir = \"/data/cache\"\n").unwrap();
+        assert_eq!(cache.data, DataConfig::Cache { dir: "/data/cache".into() });
+        let text = "[data]\nkind = \"videos\"\n[data.dataset]\nkind = \"open-vid\"\ncsv = \"o.csv\"\nvideos = \"v\"\n[data.clip]\nstride = 2\n";
+        let videos: DistillConfig = toml::from_str(text).unwrap();
+        let DataConfig::Videos { dataset, clip, size } = &videos.data else { panic!("{:?}", videos.data) };
+        assert_eq!(dataset, &DatasetSource::OpenVid { csv: "o.csv".into(), videos: "v".into() });
+        assert_eq!((clip.frames, clip.stride, *size), (16, 2, 512), "the paper's clip where unset");
+        let back: DistillConfig = toml::from_str(&videos.to_toml()).unwrap();
+        assert_eq!(back, videos);
+        let err = toml::from_str::<DistillConfig>("[data]\nkind = \"cache\"\ndri = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("dri"), "{err}");
     }
 
     #[test]

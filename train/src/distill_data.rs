@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
-use avdm_model::vae::AutoencoderKL;
 use avdm_model::UNetConfig;
+use avdm_model::vae::AutoencoderKL;
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -93,7 +93,10 @@ impl DistillData {
         match config {
             DataConfig::Toy => {
                 let world = ToyWorld::default();
-                fits([3, world.frames, world.size, world.size], "the toy world".into())?;
+                fits(
+                    [3, world.frames, world.size, world.size],
+                    "the toy world (the default data; set [data] to a cache or videos for another teacher)".into(),
+                )?;
                 Ok(Self::Toy(world))
             }
             DataConfig::Cache { dir } => {

@@ -3,30 +3,15 @@
 //! resumes to the same files as an uninterrupted one.
 
 use std::path::Path;
-use std::process::Command;
+
+mod common;
 
 use avdm_import::LoadOptions;
+use avdm_train::data::cache_reader::CacheReader;
 use avdm_train::data::clip_frames::ClipSampling;
 use avdm_train::data::dataset::DatasetSource;
 use avdm_train::data::latent_cache::{CacheEncoders, CacheIndex, CacheSettings, build_cache};
 use burn::prelude::*;
-
-fn make_videos(dir: &Path) {
-    for (i, colour) in ["red", "lime", "blue", "yellow", "white"].iter().enumerate() {
-        let path = dir.join(format!("clip{i}.mp4"));
-        let status = Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("color={colour}:s=32x24:r=10")])
-            .args(["-vf", "drawbox=x='t*20':y=4:w=6:h=6:color=black:t=fill", "-frames:v", "12"])
-            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg runs (the tests need FFmpeg: apt-get install ffmpeg)");
-        assert!(status.success());
-        std::fs::write(dir.join(format!("clip{i}.txt")), format!("a {colour} field")).unwrap();
-    }
-    std::fs::write(dir.join("broken.mp4"), b"not a video at all").unwrap();
-    std::fs::write(dir.join("broken.txt"), "a broken file").unwrap();
-}
 
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
@@ -42,7 +27,7 @@ fn an_interrupted_cache_resumes_to_the_same_files() {
     let tmp = tempfile::tempdir().unwrap();
     let videos = tmp.path().join("videos");
     std::fs::create_dir(&videos).unwrap();
-    make_videos(&videos);
+    common::make_videos(&videos, "32x24", 12);
     let dataset = DatasetSource::Folder { dir: videos.clone() }.load().unwrap();
     assert_eq!(dataset.entries.len(), 6, "the broken file is only found out when decoded");
     let device = Device::flex();
@@ -72,6 +57,22 @@ fn an_interrupted_cache_resumes_to_the_same_files() {
     let text = shard.tensor("text").unwrap().shape().to_vec();
     assert_eq!((text.len(), text[0]), (3, 2));
     assert_eq!(index.shards[0].captions, ["a red field", "a lime field"]);
+
+    // Read back clip by clip: the rows of the shards, in dataset order across shards.
+    let reader = CacheReader::open(&whole).unwrap();
+    assert_eq!((reader.len(), reader.clip_dims), (5, [4, 4, 8, 8]));
+    assert_eq!(reader.caption(2), "a blue field");
+    let (latents, text) = reader.batch(&[1, 0], &device).unwrap();
+    let stored = |name: &str| -> Vec<f32> {
+        let view = shard.tensor(name).unwrap();
+        view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    };
+    let rows = |t: Vec<f32>, order: [usize; 2]| -> Vec<f32> {
+        let row = t.len() / 2;
+        order.iter().flat_map(|&r| t[r * row..(r + 1) * row].to_vec()).collect()
+    };
+    assert_eq!(latents.into_data().try_to_vec::<f32>().unwrap(), rows(stored("latents"), [1, 0]));
+    assert_eq!(text.into_data().try_to_vec::<f32>().unwrap(), rows(stored("text"), [1, 0]));
 
     // Stopped after the first shard, then resumed with another worker count.
     let parts = tmp.path().join("parts");

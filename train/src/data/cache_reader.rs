@@ -99,13 +99,7 @@ impl CacheReader {
             shards.push(shard);
         }
         let (l, t) = (&shards[0].latents.shape, &shards[0].text.shape);
-        Ok(Self {
-            dir: dir.into(),
-            clip_dims: [l[1], l[2], l[3], l[4]],
-            text_dims: [t[1], t[2]],
-            shards,
-            captions,
-        })
+        Ok(Self { dir: dir.into(), clip_dims: [l[1], l[2], l[3], l[4]], text_dims: [t[1], t[2]], shards, captions })
     }
 
     pub fn dir(&self) -> &Path {

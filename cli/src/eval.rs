@@ -7,11 +7,14 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use avdm_import::{LoadOptions, load_pipeline, read_student_config};
 use avdm_model::sched::StudentConfig;
+use avdm_train::data::prompt_set::{PromptCsv, PromptSet};
 use avdm_train::eval::{
-    EvalSettings, ddim_sampler, evaluate, markdown_table, real_reference, student_sampler, write_grid,
+    EvalSettings, ddim_sampler, evaluate, markdown_table, real_reference, real_reference_from_videos, student_sampler,
+    write_grid,
 };
 use avdm_train::judge::Judge;
 use avdm_train::toy::assets::default_assets_dir;
+use avdm_train::toy::world::Attributes;
 use clap::{Args, ValueEnum};
 
 use crate::device::{default_threads, parse_device};
@@ -41,9 +44,29 @@ pub struct EvalArgs {
     /// Classifier-free guidance scale of the ddim sampler.
     #[arg(long, default_value_t = 7.5)]
     guidance: f32,
-    /// Clips per row.
-    #[arg(long, default_value_t = 256)]
-    clips: usize,
+    /// Clips per row (default: 256, or one per prompt with --prompts).
+    #[arg(long)]
+    clips: Option<usize>,
+    /// Eval prompts from a CSV with a header (default: the toy world's eval split, all 48
+    /// combinations in turn); the toy judge reads toy captions only ("a red square moving left").
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// The CSV's caption column.
+    #[arg(long, default_value = "caption", requires = "prompts")]
+    caption_column: String,
+    /// The CSV's column of reference videos: the real clips the samples are compared with
+    /// (default: clips rendered by the toy world for the same prompts).
+    #[arg(long, requires = "prompts")]
+    video_column: Option<String>,
+    /// Folder the CSV's video paths are relative to (default: the CSV's folder).
+    #[arg(long, requires = "video_column")]
+    videos: Option<PathBuf>,
+    /// Prompts chosen at random (by --seed) from the CSV (default: all).
+    #[arg(long, requires = "prompts")]
+    prompt_count: Option<usize>,
+    /// Frames between the frames taken from each reference video (from its first frame).
+    #[arg(long, default_value_t = 1, requires = "video_column")]
+    video_stride: usize,
     /// Clips per sampling batch.
     #[arg(long, default_value_t = 16)]
     batch: usize,
@@ -60,8 +83,42 @@ pub struct EvalArgs {
     device: String,
 }
 
+/// The prompt set of `--prompts` and each prompt's toy attributes.
+fn prompt_set(args: &EvalArgs) -> anyhow::Result<Option<(PromptSet, Vec<Attributes>)>> {
+    let Some(csv) = &args.prompts else { return Ok(None) };
+    let source = PromptCsv {
+        csv: csv.clone(),
+        caption_column: args.caption_column.clone(),
+        video_column: args.video_column.clone(),
+        videos: args.videos.clone().unwrap_or_else(|| csv.parent().map(PathBuf::from).unwrap_or_default()),
+    };
+    let set = source.load(args.prompt_count, args.seed)?;
+    for skipped in &set.skipped {
+        eprintln!("{}: skipped {}", csv.display(), skipped.0);
+    }
+    let attributes = set
+        .prompts
+        .iter()
+        .map(|p| {
+            Attributes::parse(&p.caption).with_context(|| {
+                format!(
+                    "{}: \"{}\" is not a toy-world caption (a <colour> <shape> moving <direction>); the toy judge measures only those",
+                    csv.display(),
+                    p.caption
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some((set, attributes)))
+}
+
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    if args.clips < 2 || args.batch == 0 {
+    if args.video_stride == 0 {
+        bail!("--video-stride must be positive");
+    }
+    let prompts = prompt_set(&args)?;
+    let clips = args.clips.unwrap_or(prompts.as_ref().map_or(256, |(set, _)| set.prompts.len()));
+    if clips < 2 || args.batch == 0 {
         bail!("--clips must be at least 2 and --batch positive");
     }
     if args.steps.contains(&0) {
@@ -78,10 +135,32 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if threads == 0 {
         bail!("--threads must be positive");
     }
-    let settings =
-        EvalSettings { clips: args.clips, batch: args.batch, threads, seed: args.seed, ..EvalSettings::default() };
+    let settings = EvalSettings {
+        clips,
+        batch: args.batch,
+        threads,
+        seed: args.seed,
+        prompts: prompts.as_ref().map(|(_, attributes)| attributes.clone()).unwrap_or_default(),
+        ..EvalSettings::default()
+    };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let reference = real_reference(&judge, &settings, &device)?;
+    let reference_videos = prompts.as_ref().and_then(|(set, _)| set.videos());
+    let reference = match (&reference_videos, &prompts) {
+        (Some(videos), Some((_, attributes))) => {
+            let (reference, skipped) =
+                real_reference_from_videos(&judge, videos, attributes, args.video_stride, &settings, &device)?;
+            eprintln!("{} reference videos, {} could not be decoded", videos.len() - skipped.len(), skipped.len());
+            for line in &skipped {
+                eprintln!("  skipped {line}");
+            }
+            reference
+        }
+        _ => real_reference(&judge, &settings, &device)?,
+    };
+    let prompt_file = args.prompts.as_ref().map(|csv| {
+        let count = settings.prompts.len();
+        serde_json::json!({ "csv": csv, "prompts": count, "reference_videos": reference_videos.is_some() })
+    });
     let trained = read_student_config(&model)?;
     let steps = if args.steps.is_empty() {
         vec![match (args.sampler, &trained) {
@@ -107,7 +186,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         rows.push(row);
         // After every row, so that a long run keeps what it measured.
         let json = serde_json::json!({
-            "model": model, "judge": judge_dir, "settings": settings, "real_accuracy": reference.accuracy,
+            "model": model, "judge": judge_dir, "settings": settings, "prompt_set": prompt_file, "real_accuracy": reference.accuracy,
             "rows": rows, "avdm_version": env!("CARGO_PKG_VERSION"),
         });
         write_json_atomically(&args.out.join("eval.json"), &json)?;

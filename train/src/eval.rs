@@ -13,12 +13,16 @@ use avdm_model::sched::{DdimConfig, DdimScheduler, StudentConfig, StudentSampler
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::data::clip_frames::{ClipSampling, ClipStart, ShortVideos};
+use crate::data::decode::read_clip;
 use crate::error::TrainError;
 use crate::judge::Judge;
 use crate::metrics::{Gaussian, frame_change, frechet_distance};
 use crate::progress::Progress;
 use crate::teacher::caption_ids;
-use crate::toy::world::{ClipSpec, Split, ToyWorld};
+use crate::toy::world::{Attributes, ClipSpec, Split, ToyWorld};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 /// What an evaluation samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +37,10 @@ pub struct EvalSettings {
     /// Seed of the eval prompts, the real clips and the sampling noise.
     pub seed: u64,
     pub world: ToyWorld,
+    /// The prompts, clip `i` prompted by `prompts[i % len]` (an eval-prompt set); empty: the
+    /// world's eval split (all 48 combinations in turn).
+    #[serde(default)]
+    pub prompts: Vec<Attributes>,
     /// Whether to show progress (a bar or log lines on stderr).
     #[serde(skip, default = "shown")]
     pub progress: bool,
@@ -44,7 +52,7 @@ fn shown() -> bool {
 
 impl Default for EvalSettings {
     fn default() -> Self {
-        Self { clips: 256, batch: 16, threads: 1, seed: 0, world: ToyWorld::default(), progress: true }
+        Self { clips: 256, batch: 16, threads: 1, seed: 0, world: ToyWorld::default(), prompts: vec![], progress: true }
     }
 }
 
@@ -80,13 +88,14 @@ pub struct EvalRow {
     pub seconds_per_clip: f64,
 }
 
-/// Accuracy figures of predictions against the specs' attributes: (mean, per attribute, exact).
-fn accuracy(predictions: &[[usize; 3]], specs: &[ClipSpec]) -> (f64, [f64; 3], f64) {
-    let n = specs.len().max(1) as f64;
+/// Accuracy figures of predictions against the prompted attributes: (mean, per attribute,
+/// exact).
+fn accuracy(predictions: &[[usize; 3]], prompted: impl ExactSizeIterator<Item = Attributes>) -> (f64, [f64; 3], f64) {
+    let n = prompted.len().max(1) as f64;
     let mut per = [0.0; 3];
     let mut exact = 0.0;
-    for (p, s) in predictions.iter().zip(specs) {
-        let truth = s.attributes.as_array();
+    for (p, attributes) in predictions.iter().zip(prompted) {
+        let truth = attributes.as_array();
         let hits: Vec<bool> = (0..3).map(|a| p[a] == truth[a]).collect();
         for a in 0..3 {
             per[a] += hits[a] as u8 as f64 / n;
@@ -96,12 +105,41 @@ fn accuracy(predictions: &[[usize; 3]], specs: &[ClipSpec]) -> (f64, [f64; 3], f
     (per.iter().sum::<f64>() / 3.0, per, exact)
 }
 
-/// The eval prompts' specs.
+/// The eval prompts' specs: the world's eval split, or the prompt set's attributes in turn,
+/// each placed at random (from the seed and the clip's index).
 pub fn eval_specs(settings: &EvalSettings) -> Vec<ClipSpec> {
-    (0..settings.clips as u64).map(|i| settings.world.spec(settings.seed, Split::Eval, i)).collect()
+    let world = &settings.world;
+    (0..settings.clips as u64)
+        .map(|i| match settings.prompts.as_slice() {
+            [] => world.spec(settings.seed, Split::Eval, i),
+            prompts => {
+                let mut rng =
+                    StdRng::seed_from_u64(settings.seed ^ 0x9207_7E57 ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                world.place(prompts[i as usize % prompts.len()], &mut rng)
+            }
+        })
+        .collect()
 }
 
-/// Judge features and predictions of clips `(B, 3, F, H, W)`, batch by batch.
+fn attributes_of(specs: &[ClipSpec]) -> impl ExactSizeIterator<Item = Attributes> + '_ {
+    specs.iter().map(|s| s.attributes)
+}
+
+/// Judge features and predictions of batches of clips `(B, 3, F, H, W)`, and their mean frame
+/// change.
+fn judge_clips(judge: &Judge, batches: impl Iterator<Item = Tensor<5>>) -> (Vec<Vec<f32>>, Vec<[usize; 3]>, f64) {
+    let (mut features, mut predictions, mut change) = (Vec::new(), Vec::new(), 0.0);
+    for clips in batches {
+        change += frame_change(&clips) * clips.dims()[0] as f64;
+        let (f, p) = judge.predict(clips);
+        features.extend(f);
+        predictions.extend(p);
+    }
+    let n = predictions.len().max(1) as f64;
+    (features, predictions, change / n)
+}
+
+/// [`judge_clips`] of the specs' rendered clips.
 fn judge_all(
     judge: &Judge,
     world: &ToyWorld,
@@ -109,15 +147,7 @@ fn judge_all(
     batch: usize,
     device: &Device,
 ) -> (Vec<Vec<f32>>, Vec<[usize; 3]>, f64) {
-    let (mut features, mut predictions, mut change) = (Vec::new(), Vec::new(), 0.0);
-    for chunk in specs.chunks(batch.max(1)) {
-        let clips = world.render_batch(chunk, device);
-        change += frame_change(&clips) * chunk.len() as f64;
-        let (f, p) = judge.predict(clips);
-        features.extend(f);
-        predictions.extend(p);
-    }
-    (features, predictions, change / specs.len().max(1) as f64)
+    judge_clips(judge, specs.chunks(batch.max(1)).map(|chunk| world.render_batch(chunk, device)))
 }
 
 /// The judge's accuracy figures on real clips of the eval prompts: (mean, per attribute
@@ -125,7 +155,7 @@ fn judge_all(
 pub fn real_accuracy(judge: &Judge, settings: &EvalSettings, device: &Device) -> (f64, [f64; 3], f64) {
     let specs = eval_specs(settings);
     let (_, predictions, _) = judge_all(judge, &settings.world, &specs, settings.batch, device);
-    accuracy(&predictions, &specs)
+    accuracy(&predictions, attributes_of(&specs))
 }
 
 /// Real clips of the eval prompts, and a second independent real set for the floor.
@@ -136,7 +166,50 @@ pub fn real_reference(judge: &Judge, settings: &EvalSettings, device: &Device) -
     let (other_features, _, _) = judge_all(judge, &settings.world, &eval_specs(&other), settings.batch, device);
     let gaussian = Gaussian::fit(&features)?;
     let floor = frechet_distance(&gaussian, &Gaussian::fit(&other_features)?);
-    Ok(RealReference { gaussian, floor, flicker, accuracy: accuracy(&predictions, &specs).0 })
+    Ok(RealReference { gaussian, floor, flicker, accuracy: accuracy(&predictions, attributes_of(&specs)).0 })
+}
+
+/// Real clips from reference videos, video `j` the real clip of prompt `prompts[j]`: the first
+/// `world.frames` frames at `stride` (reduced for short videos), resized and centre-cropped to
+/// `world.size`. The floor is the Fréchet distance between the two halves of the set. Videos
+/// that cannot be decoded are left out and returned as `path: reason`; fewer than 4 left is an
+/// error.
+pub fn real_reference_from_videos(
+    judge: &Judge,
+    videos: &[&Path],
+    prompts: &[Attributes],
+    stride: usize,
+    settings: &EvalSettings,
+    device: &Device,
+) -> Result<(RealReference, Vec<String>), TrainError> {
+    let world = &settings.world;
+    let sampling = ClipSampling { frames: world.frames, stride, short_videos: ShortVideos::ReduceStride };
+    let (mut clips, mut prompted, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for (path, attributes) in videos.iter().zip(prompts) {
+        match read_clip(path, &sampling, ClipStart::First, world.size) {
+            Ok(clip) => {
+                let data = TensorData::new(clip.data, [1, 3, clip.frames, clip.size, clip.size]);
+                clips.push(Tensor::<5>::from_data(data, device));
+                prompted.push(*attributes);
+            }
+            Err(reason) => skipped.push(format!("{}: {reason}", path.display())),
+        }
+    }
+    if clips.len() < 4 {
+        let message = format!("{} of {} reference videos decoded; a Fréchet floor needs 4", clips.len(), videos.len());
+        return Err(TrainError::setting("reference videos", message));
+    }
+    let batches = clips.chunks(settings.batch.max(1)).map(|c| Tensor::cat(c.to_vec(), 0)).collect::<Vec<_>>();
+    let (features, predictions, flicker) = judge_clips(judge, batches.into_iter());
+    let half = features.len() / 2;
+    let floor = frechet_distance(&Gaussian::fit(&features[..half])?, &Gaussian::fit(&features[half..])?);
+    let reference = RealReference {
+        gaussian: Gaussian::fit(&features)?,
+        floor,
+        flicker,
+        accuracy: accuracy(&predictions, prompted.into_iter()).0,
+    };
+    Ok((reference, skipped))
 }
 
 /// What one sampled batch of clips gave.
@@ -240,7 +313,7 @@ pub fn evaluate(
         clips.push(result.video);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let (mean, per, exact) = accuracy(&predictions, &specs);
+    let (mean, per, exact) = accuracy(&predictions, attributes_of(&specs));
     let frechet = frechet_distance(&Gaussian::fit(&features)?, &reference.gaussian);
     let guidance = match sampler {
         Sampler::Ddim { guidance_scale, .. } if sampler.uses_guidance() => Some(*guidance_scale),

@@ -75,35 +75,46 @@ impl DatasetSource {
 type Read = (Vec<VideoEntry>, Vec<Skipped>);
 
 fn read_csv(csv_path: &Path, videos: &Path, path_column: &str, caption_column: &str) -> Result<Read, TrainError> {
-    let error = |message: String| TrainError::Dataset { path: csv_path.into(), message };
-    let file = fs::File::open(csv_path).map_err(TrainError::io(csv_path))?;
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
-    let header = reader.headers().map_err(|e| error(format!("cannot read the header: {e}")))?.clone();
-    let column = |name: &str| {
-        header.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            let names: Vec<&str> = header.iter().collect();
-            error(format!("no `{name}` column (the header has: {})", names.join(", ")))
-        })
-    };
-    let (path_at, caption_at) = (column(path_column)?, column(caption_column)?);
-    let (mut entries, mut skipped) = (Vec::new(), Vec::new());
-    for (i, record) in reader.records().enumerate() {
-        // Row 1 is the header, as a spreadsheet numbers them.
-        let row = i + 2;
-        let record = match record {
-            Ok(record) => record,
-            Err(e) => {
-                skipped.push(Skipped(format!("row {row}: {e}")));
-                continue;
-            }
-        };
-        let field = |at: usize| record.get(at).unwrap_or("").trim();
-        match entry(videos, field(path_at), field(caption_at)) {
+    let (rows, mut skipped) = csv_fields(csv_path, &[path_column, caption_column])?;
+    let mut entries = Vec::new();
+    for (row, fields) in rows {
+        match entry(videos, &fields[0], &fields[1]) {
             Ok(entry) => entries.push(entry),
             Err(reason) => skipped.push(Skipped(format!("row {row}: {reason}"))),
         }
     }
     Ok((entries, skipped))
+}
+
+/// The trimmed fields of the named columns of every row of a CSV with a header, with the row's
+/// number (row 1 is the header, as a spreadsheet numbers them); rows that cannot be parsed are
+/// skipped with their reason. A missing file or column is an error.
+pub(crate) fn csv_fields(
+    csv_path: &Path,
+    columns: &[&str],
+) -> Result<(Vec<(usize, Vec<String>)>, Vec<Skipped>), TrainError> {
+    let error = |message: String| TrainError::Dataset { path: csv_path.into(), message };
+    let file = fs::File::open(csv_path).map_err(TrainError::io(csv_path))?;
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+    let header = reader.headers().map_err(|e| error(format!("cannot read the header: {e}")))?.clone();
+    let at = columns
+        .iter()
+        .map(|name| {
+            header.iter().position(|h| h.trim() == *name).ok_or_else(|| {
+                let names: Vec<&str> = header.iter().collect();
+                error(format!("no `{name}` column (the header has: {})", names.join(", ")))
+            })
+        })
+        .collect::<Result<Vec<usize>, TrainError>>()?;
+    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+    for (i, record) in reader.records().enumerate() {
+        let row = i + 2;
+        match record {
+            Ok(record) => rows.push((row, at.iter().map(|&a| record.get(a).unwrap_or("").trim().to_owned()).collect())),
+            Err(e) => skipped.push(Skipped(format!("row {row}: {e}"))),
+        }
+    }
+    Ok((rows, skipped))
 }
 
 fn read_folder(dir: &Path) -> Result<Read, TrainError> {

@@ -8,3 +8,4 @@ pub mod dataset;
 pub mod decode;
 pub mod latent_cache;
 pub mod parallel_decode;
+pub mod prompt_set;

@@ -52,6 +52,13 @@ impl Attributes {
         format!("a {} {} moving {}", COLOURS[self.colour].0, SHAPES[self.shape], DIRECTIONS[self.direction].0)
     }
 
+    /// The attributes of a caption as [`Attributes::caption`] writes it (case, surrounding
+    /// space and a final full stop aside); `None` for any other text.
+    pub fn parse(caption: &str) -> Option<Attributes> {
+        let caption = caption.trim().trim_end_matches('.').to_lowercase();
+        Attributes::all().into_iter().find(|a| a.caption() == caption)
+    }
+
     /// Every combination, in a fixed order (shape-major).
     pub fn all() -> Vec<Attributes> {
         let mut out = Vec::new();
@@ -249,6 +256,17 @@ fn inside(shape: usize, x: f32, y: f32, r: f32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn captions_parse_back_into_their_attributes() {
+        for a in Attributes::all() {
+            assert_eq!(Attributes::parse(&a.caption()), Some(a));
+        }
+        let blue = Attributes::parse("  A blue circle moving up. ").unwrap();
+        assert_eq!(blue.caption(), "a blue circle moving up");
+        assert_eq!(Attributes::parse("a purple circle moving up"), None);
+        assert_eq!(Attributes::parse("a cat playing the piano"), None);
+    }
 
     #[test]
     fn held_out_combinations_leave_every_pair_in_training() {

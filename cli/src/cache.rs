@@ -110,11 +110,14 @@ pub fn run(args: CacheArgs) -> anyhow::Result<()> {
     }
     let encoders = CacheEncoders::load(&args.pipeline, &LoadOptions::default(), &device)?;
     let workers = args.workers.unwrap_or_else(|| default_threads("cpu"));
-    let before = CacheIndex::read(&args.out)?.map_or(0, |index| index.clips());
+    let before = CacheIndex::read(&args.out)?.map_or((0, 0), |index| (index.clips(), index.skipped.len()));
     let started = Instant::now();
     let keep_going = || !interrupt::requested();
     let index = build_cache(&dataset, &encoders, &settings, &args.out, workers, &device, &keep_going)?;
     let seconds = started.elapsed().as_secs_f64();
+    for skipped in &index.skipped[before.1..] {
+        eprintln!("skipped {skipped}");
+    }
     if !index.complete {
         bail!(
             "interrupted after {} clips in {} shards; run the same command again to continue",
@@ -129,7 +132,7 @@ pub fn run(args: CacheArgs) -> anyhow::Result<()> {
             args.out.join("index.json").display()
         );
     }
-    let new = index.clips() - before;
+    let new = index.clips() - before.0;
     eprintln!(
         "cached {} clips in {} shards under {} ({} videos skipped); this run: {new} clips in {seconds:.1} s ({:.2} clips/s)",
         index.clips(),

@@ -52,7 +52,7 @@ fn cache_a_folder_then_continue_it_and_refuse_bad_sources() {
     let (ok, stderr) = avdm(&args);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("cached 3 clips in 2 shards") && stderr.contains("1 videos skipped"), "{stderr}");
-    assert!(stderr.contains("skipping") && stderr.contains("cut.mp4"), "the bad file is named:\n{stderr}");
+    assert!(stderr.contains("skipped ") && stderr.contains("cut.mp4"), "the bad file is named:\n{stderr}");
     let index: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["complete"], true);

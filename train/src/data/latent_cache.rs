@@ -170,10 +170,7 @@ pub fn build_cache(
         let entry = &entries[first + i];
         match clip {
             Ok(clip) => shard.push(encoders.encode(&clip, &entry.caption, device)?, entry),
-            Err(reason) => {
-                eprintln!("skipping {}: {reason}", entry.path.display());
-                shard.skipped.push(format!("{}: {reason}", entry.path.display()));
-            }
+            Err(reason) => shard.skipped.push(format!("{}: {reason}", entry.path.display())),
         }
         progress.update(first + i + 1, &[("clips", (index.clips() + shard.videos.len()) as f64)]);
         let last = first + i + 1 == entries.len();

@@ -6,6 +6,7 @@
 
 pub mod clip;
 pub mod error;
+pub mod i3d;
 pub mod noise;
 pub mod pipeline;
 pub mod sched;

@@ -17,6 +17,7 @@
 
 pub mod apply;
 pub mod clip;
+pub mod clip_model;
 pub mod error;
 pub mod export;
 pub mod i3d;

@@ -16,13 +16,15 @@ pub struct ClipAttention {
     pub v_proj: Linear,
     pub out_proj: Linear,
     pub heads: usize,
+    /// Whether a position attends to earlier positions only (the text tower).
+    pub causal: bool,
 }
 
 impl ClipAttention {
     /// `dim` split over `heads` heads (`dim % heads == 0`).
-    pub fn new(dim: usize, heads: usize, device: &Device) -> Self {
+    pub fn new(dim: usize, heads: usize, causal: bool, device: &Device) -> Self {
         let linear = || LinearConfig::new(dim, dim).init(device);
-        Self { q_proj: linear(), k_proj: linear(), v_proj: linear(), out_proj: linear(), heads }
+        Self { q_proj: linear(), k_proj: linear(), v_proj: linear(), out_proj: linear(), heads, causal }
     }
 
     /// `(B, L, dim)` -> `(B, L, dim)`.
@@ -30,7 +32,7 @@ impl ClipAttention {
         let q = split_heads(self.q_proj.forward(x.clone()), self.heads);
         let k = split_heads(self.k_proj.forward(x.clone()), self.heads);
         let v = split_heads(self.v_proj.forward(x), self.heads);
-        let options = AttentionModuleOptions { is_causal: true, ..Default::default() };
+        let options = AttentionModuleOptions { is_causal: self.causal, ..Default::default() };
         self.out_proj.forward(merge_heads(sdpa(q, k, v, None, None, options)))
     }
 }

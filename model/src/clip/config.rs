@@ -14,6 +14,18 @@ pub enum ClipActivation {
     Gelu,
 }
 
+/// What one encoder layer is made of (the text and the vision tower share the layer).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClipLayerShape {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub heads: usize,
+    pub activation: ClipActivation,
+    pub layer_norm_eps: f64,
+    /// Causal self-attention (text) or full (vision).
+    pub causal: bool,
+}
+
 /// transformers `CLIPTextConfig`; only the fields that shape the text tower are read, unknown
 /// fields are ignored and absent ones take transformers' defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +84,18 @@ impl ClipTextConfig {
             eos_token_id: 2,
             pad_token_id: Some(1),
             projection_dim: Some(768),
+        }
+    }
+
+    /// The shape of its (causal) encoder layers.
+    pub fn layer_shape(&self) -> ClipLayerShape {
+        ClipLayerShape {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            heads: self.num_attention_heads,
+            activation: self.hidden_act,
+            layer_norm_eps: self.layer_norm_eps,
+            causal: true,
         }
     }
 

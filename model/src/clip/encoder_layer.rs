@@ -4,7 +4,7 @@ use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
 use super::attention::ClipAttention;
-use super::config::ClipTextConfig;
+use super::config::ClipLayerShape;
 use super::mlp::ClipMlp;
 
 /// `h = x + self_attn(layer_norm1(x))`; `out = h + mlp(layer_norm2(h))`.
@@ -17,12 +17,12 @@ pub struct ClipEncoderLayer {
 }
 
 impl ClipEncoderLayer {
-    pub fn new(c: &ClipTextConfig, device: &Device) -> Self {
+    pub fn new(c: &ClipLayerShape, device: &Device) -> Self {
         let norm = || LayerNormConfig::new(c.hidden_size).with_epsilon(c.layer_norm_eps).init(device);
         Self {
-            self_attn: ClipAttention::new(c.hidden_size, c.num_attention_heads, device),
+            self_attn: ClipAttention::new(c.hidden_size, c.heads, c.causal, device),
             layer_norm1: norm(),
-            mlp: ClipMlp::new(c.hidden_size, c.intermediate_size, c.hidden_act, device),
+            mlp: ClipMlp::new(c.hidden_size, c.intermediate_size, c.activation, device),
             layer_norm2: norm(),
         }
     }

@@ -57,7 +57,7 @@ impl ClipTextTransformer {
         Self {
             embeddings: ClipTextEmbeddings::new(c.vocab_size, c.max_position_embeddings, c.hidden_size, device),
             encoder: ClipEncoder {
-                layers: (0..c.num_hidden_layers).map(|_| ClipEncoderLayer::new(c, device)).collect(),
+                layers: (0..c.num_hidden_layers).map(|_| ClipEncoderLayer::new(&c.layer_shape(), device)).collect(),
             },
             final_layer_norm: LayerNormConfig::new(c.hidden_size).with_epsilon(c.layer_norm_eps).init(device),
             vocab_size: c.vocab_size,

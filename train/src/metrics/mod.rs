@@ -1,7 +1,10 @@
-//! Video quality measures: the Fréchet distance of feature sets and temporal flicker.
+//! Video quality measures: the Fréchet distance of feature sets, temporal flicker and
+//! CLIPScore (with the image preparation CLIP's processor does).
 
+pub mod clip_score;
 pub mod flicker;
 pub mod frechet;
+pub mod pil_resize;
 
 pub use flicker::frame_change;
 pub use frechet::{Gaussian, frechet_distance};

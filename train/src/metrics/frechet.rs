@@ -20,7 +20,7 @@ pub struct Gaussian {
 
 impl Gaussian {
     /// Fits `rows` (each a feature vector of the same length; at least two).
-    pub fn fit(rows: &[Vec<f32>]) -> Result<Self, TrainError> {
+    pub fn fit<T: Copy + Into<f64>>(rows: &[Vec<T>]) -> Result<Self, TrainError> {
         let n = rows.len();
         if n < 2 {
             return Err(TrainError::setting("clips", format!("{n} feature vectors: a covariance needs at least 2")));
@@ -32,7 +32,7 @@ impl Gaussian {
                 format!("row {i} has {} values, row 0 has {dim}", rows[i].len()),
             ));
         }
-        let data = DMatrix::from_fn(n, dim, |i, j| rows[i][j] as f64);
+        let data = DMatrix::from_fn(n, dim, |i, j| rows[i][j].into());
         let mean = DVector::from_fn(dim, |j, _| data.column(j).sum() / n as f64);
         let centred = DMatrix::from_fn(n, dim, |i, j| data[(i, j)] - mean[j]);
         let covariance = (centred.transpose() * &centred) / (n - 1) as f64;

@@ -4,6 +4,7 @@
 pub mod clip_score;
 pub mod flicker;
 pub mod frechet;
+pub mod fvd;
 pub mod pil_resize;
 
 pub use flicker::frame_change;

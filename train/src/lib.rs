@@ -27,6 +27,7 @@ pub mod progress;
 pub mod rekey;
 pub mod sample_streams;
 pub mod sdm;
+pub mod standard_eval;
 pub mod teacher;
 pub mod toy;
 

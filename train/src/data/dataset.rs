@@ -117,12 +117,18 @@ pub(crate) fn csv_fields(
     Ok((rows, skipped))
 }
 
-fn read_folder(dir: &Path) -> Result<Read, TrainError> {
+/// The video files of a folder ([`VIDEO_EXTENSIONS`], any case), sorted by name.
+pub fn video_files(dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
     let mut names: Vec<PathBuf> =
         fs::read_dir(dir).map_err(TrainError::io(dir))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    names.retain(|p| p.is_file() && is_video(p));
     names.sort();
+    Ok(names)
+}
+
+fn read_folder(dir: &Path) -> Result<Read, TrainError> {
     let (mut entries, mut skipped) = (Vec::new(), Vec::new());
-    for path in names.into_iter().filter(|p| p.is_file() && is_video(p)) {
+    for path in video_files(dir)? {
         let caption_path = path.with_extension("txt");
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let caption = match fs::read_to_string(&caption_path) {

@@ -39,6 +39,7 @@ fn clip_score_matches_torchmetrics_on_a_tiny_clip_model() {
     let ids = avdm_train::teacher::caption_ids(&scorer.tokenizer, &prompts, &device).unwrap();
     let text = scorer.model.text_features(ids).unwrap();
     let err = max_diff(&text.into_data().iter::<f32>().collect::<Vec<_>>(), &floats("text_embeds"));
+    println!("text embeddings: max abs error {err:.2e}");
     assert!(err <= 1e-4, "text embeddings differ by {err}");
     let prompt_embeddings = scorer.prompt_embeddings(&prompts, &device).unwrap();
     for i in 0..3 {
@@ -47,15 +48,18 @@ fn clip_score_matches_torchmetrics_on_a_tiny_clip_model() {
         let image = Rgb8 { height: h, width: w, data: view.data().to_vec() };
         let pixels = clip_pixels(&image, &scorer.image).unwrap();
         let err = max_diff(&pixels, &floats(&format!("pixel_values{i}")));
+        println!("image {i} ({h}x{w}): pixels max abs error {err:.2e}");
         assert!(err <= 1e-5, "image {i} ({h}x{w}): pixels differ by {err}");
         let input = Tensor::<1>::from_floats(pixels.as_slice(), &device).reshape([1, 3, 32, 32]);
         let embedding: Vec<f32> = scorer.model.image_features(input).into_data().iter::<f32>().collect();
         let err = max_diff(&embedding, &floats(&format!("image_embeds{i}")));
+        println!("image {i}: embeddings max abs error {err:.2e}");
         assert!(err <= 1e-4, "image {i}: embeddings differ by {err}");
         for (j, want) in scores["scores"][i].as_array().unwrap().iter().enumerate() {
             let prompt = prompt_embeddings.clone().narrow(0, j, 1);
             let got = scorer.video_score(std::slice::from_ref(&image), prompt, &device).unwrap();
             let want = want.as_f64().unwrap();
+            println!("image {i}, prompt {j}: CLIPScore {got:.5} vs torchmetrics {want:.5}");
             assert!((got - want).abs() <= 1e-3, "image {i}, prompt {j}: CLIPScore {got} vs torchmetrics {want}");
         }
     }

@@ -23,9 +23,11 @@ fn fvd_matches_a_python_reference_and_is_zero_for_equal_sets() {
     let (a, b) = (features(&io, "a"), features(&io, "b"));
     let shifted = Fvd::between(&a, &b).unwrap();
     let want = reference["a_b"].as_f64().unwrap();
+    println!("FVD {:.8} vs scipy {want:.8}", shifted.fvd);
     assert!((shifted.fvd - want).abs() <= 1e-4 * want, "FVD {} vs Python's {want}", shifted.fvd);
     assert_eq!((shifted.real_videos, shifted.generated_videos), (256, 256));
     assert!(shifted.warning().is_none(), "256 videos are enough for no warning");
     let same = Fvd::between(&a, &a).unwrap();
+    println!("FVD of a set with itself {:.2e}", same.fvd);
     assert!(same.fvd.abs() < 1e-6, "FVD of a set with itself: {}", same.fvd);
 }

@@ -85,7 +85,8 @@ pub struct EvalArgs {
     /// A transformers CLIPModel folder (e.g. openai/clip-vit-large-patch14) for --clipscore.
     #[arg(long)]
     pub(crate) clip: Option<PathBuf>,
-    /// A folder of real videos for --fvd (default: the prompt set's reference videos).
+    /// Real videos for --fvd: a folder of videos, or a latent cache (`avdm cache`; a latent one
+    /// is decoded by the VAE of --model) (default: the prompt set's reference videos).
     #[arg(long)]
     pub(crate) real: Option<PathBuf>,
     /// A folder of generated videos to measure instead of sampling --model: one per prompt,
@@ -156,9 +157,6 @@ pub(crate) fn samplers(
     model: &std::path::Path,
     loaded: &LoadedPipeline,
 ) -> anyhow::Result<Vec<(String, Sampler)>> {
-    if args.steps.contains(&0) {
-        bail!("--steps: every step count must be positive");
-    }
     let trained = read_student_config(model)?;
     let steps = if args.steps.is_empty() {
         vec![match (args.sampler, &trained) {
@@ -189,6 +187,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     if args.batch == 0 {
         bail!("--batch must be positive");
+    }
+    if args.steps.contains(&0) {
+        bail!("--steps: every step count must be positive");
     }
     let prompts = prompt_set(&args)?;
     if args.fvd || args.clipscore {

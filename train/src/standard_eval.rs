@@ -1,14 +1,17 @@
 //! The paper's measures of a text-to-video model on a prompt set: FVD (Kinetics-400 I3D)
 //! against real videos and CLIPScore against the prompts (torchmetrics' convention), of videos
-//! sampled by the model or read from a folder. Real and generated videos pass through the same
-//! preparation ([`crate::metrics::fvd::fvd_input`]).
+//! sampled by the model or read from a folder. Real videos come from files or a latent cache;
+//! real and generated videos pass through the same preparation
+//! ([`crate::metrics::fvd::fvd_input`]).
 
 use std::path::{Path, PathBuf};
 
 use avdm_model::i3d::InceptionI3d;
+use avdm_model::vae::AutoencoderKL;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::data::cache_reader::CacheReader;
 use crate::data::clip_frames::{ClipSampling, ClipStart, ShortVideos};
 use crate::data::decode::{probe, read_clip};
 use crate::error::TrainError;
@@ -79,6 +82,37 @@ pub fn real_features(
         }
     }
     Ok((features, skipped))
+}
+
+/// I3D features of the clips of a latent cache ([`CacheReader`]): a pixel cache's clips as they
+/// are, a latent cache's decoded by `vae` (its scaling undone) first.
+pub fn cache_features(
+    i3d: &InceptionI3d,
+    cache: &CacheReader,
+    vae: Option<&AutoencoderKL>,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    let [channels, ..] = cache.clip_dims;
+    if channels != 3 && vae.is_none() {
+        let message = format!("{} holds {channels}-channel latents: a VAE must decode them", cache.dir().display());
+        return Err(TrainError::setting("real videos", message));
+    }
+    let mut features = Vec::new();
+    for clip in 0..cache.len() {
+        let (latents, _) = cache.batch(&[clip], device)?;
+        let video = match vae.filter(|_| channels != 3) {
+            Some(vae) => {
+                let [_, c, f, h, w] = latents.dims();
+                let z = latents.permute([0, 2, 1, 3, 4]).reshape([f, c, h, w]) / vae.scaling_factor + vae.shift_factor;
+                let frames = vae.decode_chunked(z, 4).clamp(-1.0, 1.0);
+                let [_, rgb, height, width] = frames.dims();
+                frames.reshape([1, f, rgb, height, width]).permute([0, 2, 1, 3, 4])
+            }
+            None => latents,
+        };
+        features.extend(i3d_features(i3d, video)?);
+    }
+    Ok(features)
 }
 
 /// Measures generated videos one by one against their prompts.

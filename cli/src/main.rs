@@ -1,6 +1,7 @@
 //! `avdm`: distill AnimateDiff into a 4-step video generator (AVDM2), in one binary.
 
 mod allocator;
+mod bench;
 mod cache;
 mod convert;
 mod device;
@@ -35,6 +36,7 @@ enum Command {
     Eval(Box<eval::EvalArgs>),
     Cache(Box<cache::CacheArgs>),
     Convert(convert::ConvertArgs),
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(*args),
         Command::Cache(args) => cache::run(*args),
         Command::Convert(args) => convert::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,178 @@
+//! `avdm bench`: timings on the chosen device, each the median of `--repeat` runs after one
+//! warm-up: the UNetMotionModel forward (and forward + backward) at tiny size (the shipped toy
+//! teacher's UNet) and full size (SD1.5 + motion adapter v1-5-2, random weights), and the toy
+//! teacher's 25-step CFG sampling against the 4-step student sampler end to end.
+//! `tools/bench/bench_diffusers.py` times diffusers on the same shapes for the ratio.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use avdm_import::{LoadOptions, load_pipeline, load_unet_motion_folder};
+use avdm_model::sched::StudentConfig;
+use avdm_model::{UNetConfig, UNetMotionModel};
+use avdm_train::eval::{ddim_sampler, sample_videos, student_sampler};
+use avdm_train::toy::assets::default_assets_dir;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::device::parse_device;
+use crate::output::write_json_atomically;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Size {
+    /// The shipped toy teacher's UNet (3 pixel channels, 16/32/32 channels).
+    Tiny,
+    /// SD1.5's UNet with motion adapter v1-5-2 (random weights).
+    Full,
+}
+
+/// Time the networks and samplers (median of --repeat runs after a warm-up).
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Which UNets to time (several: `tiny,full`).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tiny,full")]
+    size: Vec<Size>,
+    /// Frames per clip.
+    #[arg(long, default_value_t = 16)]
+    frames: usize,
+    /// Side of the tiny UNet's input (pixels).
+    #[arg(long, default_value_t = 32)]
+    tiny_side: usize,
+    /// Side of the full UNet's latents (64: 512x512 videos).
+    #[arg(long, default_value_t = 64)]
+    full_side: usize,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Also time forward + backward (autodiff).
+    #[arg(long)]
+    backward: bool,
+    /// Also time the toy teacher's DDIM 25 steps with CFG against the 4-step student sampler.
+    #[arg(long)]
+    end_to_end: bool,
+    /// auto, cpu, wgpu, vulkan or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Write the timings as JSON here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One timing.
+#[derive(Debug, Serialize)]
+struct Timing {
+    what: String,
+    shape: Vec<usize>,
+    median_s: f64,
+    runs: Vec<f64>,
+}
+
+/// Median wall time of `repeat` runs of `run` after one warm-up; `run` must finish its work
+/// (read a value back) before returning.
+fn time(repeat: usize, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<(f64, Vec<f64>)> {
+    run()?;
+    let mut runs = Vec::new();
+    for _ in 0..repeat.max(1) {
+        let start = Instant::now();
+        run()?;
+        runs.push(start.elapsed().as_secs_f64());
+    }
+    let mut sorted = runs.clone();
+    sorted.sort_by(f64::total_cmp);
+    Ok((sorted[sorted.len() / 2], runs))
+}
+
+fn unet(size: Size, device: &Device) -> anyhow::Result<(UNetMotionModel, UNetConfig)> {
+    Ok(match size {
+        Size::Tiny => {
+            let dir = default_assets_dir().join("teacher/unet");
+            let loaded = load_unet_motion_folder(&dir, &LoadOptions::default(), device)
+                .with_context(|| format!("loading the toy teacher's UNet {}", dir.display()))?;
+            (loaded.model, loaded.config)
+        }
+        Size::Full => {
+            let config = UNetConfig::sd15_motion_v1_5_2();
+            (UNetMotionModel::new(&config, device), config)
+        }
+    })
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let device = parse_device(&args.device)?;
+    let mut timings = Vec::new();
+    let mut report = |t: Timing| {
+        println!("{:<48} {:?}: {:.3} s (median of {})", t.what, t.shape, t.median_s, t.runs.len());
+        timings.push(t);
+    };
+    for &size in &args.size {
+        let (net, config) = unet(size, &device)?;
+        let side = if size == Size::Tiny { args.tiny_side } else { args.full_side };
+        let step = 1 << config.block_out_channels.len().saturating_sub(1);
+        if side == 0 || side % step != 0 || args.frames == 0 || args.batch == 0 {
+            bail!("{size:?}: the side must be a positive multiple of {step}, frames and batch positive");
+        }
+        let shape = [args.batch, config.in_channels, args.frames, side, side];
+        let sample = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let t = Tensor::<1>::full([args.batch], 500.0, &device);
+        let text = Tensor::<3>::random(
+            [args.batch * args.frames, 77, config.cross_attention_dim],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let frozen = net.clone().no_grad();
+        let (median_s, runs) = time(args.repeat, || {
+            let out = frozen.forward(sample.clone(), t.clone(), text.clone())?;
+            out.sum().into_scalar::<f32>();
+            Ok(())
+        })?;
+        report(Timing { what: format!("{size:?} UNetMotionModel forward"), shape: shape.to_vec(), median_s, runs });
+        if args.backward {
+            // Parameters tracked by autodiff are made on the autodiff device.
+            let ad = device.clone().autodiff();
+            let (net, _) = unet(size, &ad)?;
+            let (sample, t, text) =
+                (sample.clone().to_device(&ad), t.clone().to_device(&ad), text.clone().to_device(&ad));
+            let (median_s, runs) = time(args.repeat, || {
+                let out = net.forward(sample.clone(), t.clone(), text.clone())?;
+                drop(out.mean().backward());
+                Ok(())
+            })?;
+            let what = format!("{size:?} UNetMotionModel forward + backward");
+            report(Timing { what, shape: shape.to_vec(), median_s, runs });
+        }
+    }
+    if args.end_to_end {
+        let teacher = default_assets_dir().join("teacher");
+        let loaded = load_pipeline(&teacher, None, &LoadOptions::default(), &device)?;
+        let latent = [8, 32, 32];
+        let prompts = vec!["a red square moving left".to_string(); args.batch];
+        let samplers = [
+            ("toy teacher DDIM 25 steps, CFG 3 (NFE 50)", ddim_sampler(&loaded.scheduler, 25, 3.0)?),
+            ("toy student sampler 4 steps (NFE 4)", student_sampler(&loaded.scheduler, &StudentConfig::default())?),
+        ];
+        for (what, sampler) in samplers {
+            let (median_s, runs) = time(args.repeat, || {
+                let videos =
+                    sample_videos(&loaded.pipeline, &loaded.tokenizer, &sampler, &prompts, latent, 0, &device)?;
+                videos.sum().into_scalar::<f32>();
+                Ok(())
+            })?;
+            report(Timing { what: what.into(), shape: vec![args.batch, 3, 8, 32, 32], median_s, runs });
+        }
+        let n = timings.len();
+        println!("teacher / student end to end: {:.2}x", timings[n - 2].median_s / timings[n - 1].median_s);
+    }
+    if let Some(out) = &args.out {
+        let json = serde_json::json!({
+            "device": format!("{device:?}"), "repeat": args.repeat, "timings": timings,
+            "avdm_version": env!("CARGO_PKG_VERSION"),
+        });
+        write_json_atomically(out, &json)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! `avdm bench`: timings written as JSON; bad shapes refused with the reason.
+
+use std::process::Command;
+
+fn avdm(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_avdm")).args(args).output().expect("run avdm");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn bench_times_the_tiny_unet_and_refuses_bad_shapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bench.json");
+    let args = ["bench", "--size", "tiny", "--frames", "2", "--tiny-side", "16", "--repeat", "2", "--backward"];
+    let (ok, stderr) = avdm(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let timings = json["timings"].as_array().unwrap();
+    assert_eq!(timings.len(), 2, "forward, forward + backward");
+    for t in timings {
+        assert_eq!(t["shape"], serde_json::json!([1, 3, 2, 16, 16]));
+        assert_eq!(t["runs"].as_array().unwrap().len(), 2);
+        assert!(t["median_s"].as_f64().unwrap() > 0.0);
+    }
+    let (ok, stderr) = avdm(&["bench", "--size", "tiny", "--tiny-side", "30"]);
+    assert!(!ok && stderr.contains("multiple of 4") && !stderr.contains("panicked"), "{stderr}");
+    let (ok, stderr) = avdm(&["bench", "--size", "huge"]);
+    assert!(!ok && stderr.contains("huge"), "{stderr}");
+}

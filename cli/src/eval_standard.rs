@@ -124,8 +124,9 @@ pub fn run(args: &EvalArgs, set: &PromptSet) -> anyhow::Result<()> {
                     let started = Instant::now();
                     let videos =
                         sample_videos(&loaded.pipeline, &loaded.tokenizer, &sampler, chunk, latent, seed, &device)?;
-                    // (Sampling time only: the measures are not the model's cost.)
-                    let _ = videos.clone().into_data();
+                    // (Sampling time only: the measures are not the model's cost. Reading one
+                    // value back waits for the device to finish.)
+                    videos.clone().sum().into_scalar::<f32>();
                     sampling += started.elapsed();
                     for i in 0..chunk.len() {
                         acc.add(index * args.batch + i, videos.clone().narrow(0, i, 1))?;

@@ -3,6 +3,7 @@
 //! teacher's UNet) and full size (SD1.5 + motion adapter v1-5-2, random weights), and the toy
 //! teacher's 25-step CFG sampling against the 4-step student sampler end to end.
 //! `tools/bench/bench_diffusers.py` times diffusers on the same shapes for the ratio.
+//! Every row also gives its peak memory (host resident set; the device allocator's reservation).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use avdm_import::{LoadOptions, load_pipeline, load_unet_motion_folder};
 use avdm_model::sched::StudentConfig;
+use avdm_model::unet::chunked_attention::{SCORE_BUDGET, set_score_budget};
 use avdm_model::{UNetConfig, UNetMotionModel};
 use avdm_train::eval::{ddim_sampler, sample_videos, student_sampler};
 use avdm_train::toy::assets::default_assets_dir;
@@ -20,6 +22,7 @@ use serde::Serialize;
 
 use crate::device::parse_device;
 use crate::output::write_json_atomically;
+use crate::peak_memory::{PeakMemory, peak, reset_peak};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,6 +31,16 @@ enum Size {
     Tiny,
     /// SD1.5's UNet with motion adapter v1-5-2 (random weights).
     Full,
+}
+
+/// How the backward rows run attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum AttentionKind {
+    /// Score matrices over the budget in chunks of query rows, recomputed in the backward pass.
+    Chunked,
+    /// Burn's attention op: the whole score matrix, kept for the backward pass.
+    Burn,
 }
 
 /// Time the networks and samplers (median of --repeat runs after a warm-up).
@@ -52,6 +65,9 @@ pub struct BenchArgs {
     /// Also time forward + backward (autodiff).
     #[arg(long)]
     backward: bool,
+    /// Attention in the backward rows, one row each (several: `chunked,burn`).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "chunked")]
+    attention: Vec<AttentionKind>,
     /// Also time the toy teacher's DDIM 25 steps with CFG against the 4-step student sampler.
     #[arg(long)]
     end_to_end: bool,
@@ -70,11 +86,17 @@ struct Timing {
     shape: Vec<usize>,
     median_s: f64,
     runs: Vec<f64>,
+    memory: PeakMemory,
 }
 
-/// Median wall time of `repeat` runs of `run` after one warm-up; `run` must finish its work
-/// (read a value back) before returning.
-fn time(repeat: usize, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<(f64, Vec<f64>)> {
+/// Median wall time of `repeat` runs of `run` after one warm-up, and the peak memory over all
+/// of them; `run` must finish its work (read a value back) before returning.
+fn time(
+    repeat: usize,
+    device: &Device,
+    mut run: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, Vec<f64>, PeakMemory)> {
+    reset_peak();
     run()?;
     let mut runs = Vec::new();
     for _ in 0..repeat.max(1) {
@@ -84,7 +106,7 @@ fn time(repeat: usize, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::R
     }
     let mut sorted = runs.clone();
     sorted.sort_by(f64::total_cmp);
-    Ok((sorted[sorted.len() / 2], runs))
+    Ok((sorted[sorted.len() / 2], runs, peak(device)))
 }
 
 fn unet(size: Size, device: &Device) -> anyhow::Result<(UNetMotionModel, UNetConfig)> {
@@ -106,7 +128,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
     let mut timings = Vec::new();
     let mut report = |t: Timing| {
-        println!("{:<48} {:?}: {:.3} s (median of {})", t.what, t.shape, t.median_s, t.runs.len());
+        println!("{:<48} {:?}: {:.3} s (median of {}); {}", t.what, t.shape, t.median_s, t.runs.len(), t.memory);
         timings.push(t);
     };
     for &size in &args.size {
@@ -125,25 +147,35 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             &device,
         );
         let frozen = net.clone().no_grad();
-        let (median_s, runs) = time(args.repeat, || {
+        let (median_s, runs, memory) = time(args.repeat, &device, || {
             let out = frozen.forward(sample.clone(), t.clone(), text.clone())?;
             out.sum().into_scalar::<f32>();
             Ok(())
         })?;
-        report(Timing { what: format!("{size:?} UNetMotionModel forward"), shape: shape.to_vec(), median_s, runs });
+        let what = format!("{size:?} UNetMotionModel forward");
+        report(Timing { what, shape: shape.to_vec(), median_s, runs, memory });
+        // The backward rows' peak memory counts their own network only.
+        drop((frozen, net));
         if args.backward {
             // Parameters tracked by autodiff are made on the autodiff device.
             let ad = device.clone().autodiff();
             let (net, _) = unet(size, &ad)?;
             let (sample, t, text) =
                 (sample.clone().to_device(&ad), t.clone().to_device(&ad), text.clone().to_device(&ad));
-            let (median_s, runs) = time(args.repeat, || {
-                let out = net.forward(sample.clone(), t.clone(), text.clone())?;
-                drop(out.mean().backward());
-                Ok(())
-            })?;
-            let what = format!("{size:?} UNetMotionModel forward + backward");
-            report(Timing { what, shape: shape.to_vec(), median_s, runs });
+            for &attention in &args.attention {
+                set_score_budget(match attention {
+                    AttentionKind::Chunked => SCORE_BUDGET,
+                    AttentionKind::Burn => usize::MAX,
+                });
+                let (median_s, runs, memory) = time(args.repeat, &ad, || {
+                    let out = net.forward(sample.clone(), t.clone(), text.clone())?;
+                    drop(out.mean().backward());
+                    Ok(())
+                })?;
+                let what = format!("{size:?} UNetMotionModel forward + backward ({attention:?} attention)");
+                report(Timing { what, shape: shape.to_vec(), median_s, runs, memory });
+            }
+            set_score_budget(SCORE_BUDGET);
         }
     }
     if args.end_to_end {
@@ -156,13 +188,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             ("toy student sampler 4 steps (NFE 4)", student_sampler(&loaded.scheduler, &StudentConfig::default())?),
         ];
         for (what, sampler) in samplers {
-            let (median_s, runs) = time(args.repeat, || {
+            let (median_s, runs, memory) = time(args.repeat, &device, || {
                 let videos =
                     sample_videos(&loaded.pipeline, &loaded.tokenizer, &sampler, &prompts, latent, 0, &device)?;
                 videos.sum().into_scalar::<f32>();
                 Ok(())
             })?;
-            report(Timing { what: what.into(), shape: vec![args.batch, 3, 8, 32, 32], median_s, runs });
+            report(Timing { what: what.into(), shape: vec![args.batch, 3, 8, 32, 32], median_s, runs, memory });
         }
         let n = timings.len();
         println!("teacher / student end to end: {:.2}x", timings[n - 2].median_s / timings[n - 1].median_s);

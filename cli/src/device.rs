@@ -22,6 +22,12 @@ pub fn parse_device(name: &str) -> anyhow::Result<Device> {
     }
 }
 
+/// Resolves a comma-separated `--device` list (`cuda:0,cuda:1`): the devices a data-parallel
+/// command splits its batch over, the first holding the networks.
+pub fn parse_devices(list: &str) -> anyhow::Result<Vec<Device>> {
+    list.split(',').map(|name| parse_device(name.trim())).collect()
+}
+
 /// Worker threads for data-parallel CPU training on the device `--device name` picks: the
 /// machine's cores on the CPU (whose backend runs most operations on one thread), one on a GPU.
 pub fn default_threads(name: &str) -> usize {
@@ -77,6 +83,8 @@ mod tests {
         assert!(parse_device("auto").is_ok());
         let err = parse_device("tpu").unwrap_err().to_string();
         assert!(err.contains("unknown device"), "{err}");
+        assert_eq!(parse_devices("cpu,cpu").unwrap().len(), 2);
+        assert!(parse_devices("cpu,tpu").unwrap_err().to_string().contains("unknown device"));
         let err = parse_device("cuda:x").unwrap_err().to_string();
         assert!(err.contains("not a device index"), "{err}");
         #[cfg(not(feature = "cuda"))]

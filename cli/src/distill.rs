@@ -8,9 +8,10 @@ use avdm_train::dashboard::Dashboard;
 use avdm_train::distill::distill;
 use avdm_train::distill_config::{DistillConfig, Losses};
 use avdm_train::distill_eval::final_table;
+use burn::prelude::Device;
 use clap::Args;
 
-use crate::device::{default_threads, parse_device};
+use crate::device::{default_threads, parse_devices};
 use crate::interrupt;
 
 /// Distill a video teacher into a 4-step student without CFG (AVDM2); the toy preset by default.
@@ -40,7 +41,8 @@ pub struct DistillArgs {
     /// overrides the config).
     #[arg(long)]
     threads: Option<usize>,
-    /// auto, cpu, wgpu, vulkan or cuda[:N].
+    /// auto, cpu, wgpu, vulkan or cuda[:N]; a comma-separated list (`cuda:0,cuda:1`) splits
+    /// every update's batch over several devices (data parallel), the first holding the networks.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -56,15 +58,17 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
     config.steps = args.steps.unwrap_or(config.steps);
     config.loss.losses = args.losses.unwrap_or(config.loss.losses);
     config.eval.clips = args.eval_clips.unwrap_or(config.eval.clips);
-    config.threads = args.threads.unwrap_or_else(|| default_threads(&args.device));
+    let first_device = args.device.split(',').next().unwrap_or_default();
+    config.threads = args.threads.unwrap_or_else(|| default_threads(first_device));
     config.validate()?;
     if !args.resume && args.out.join("checkpoint").exists() {
         bail!("{} already holds a checkpoint: pass --resume to continue, or choose a new --out", args.out.display());
     }
-    let device = parse_device(&args.device)?.autodiff();
+    let devices: Vec<Device> = parse_devices(&args.device)?.into_iter().map(|d| d.autodiff()).collect();
+    let device = devices[0].clone();
     interrupt::install();
     let mut dashboard = None;
-    let state = distill(&config, &args.out, args.resume, &device, |report| {
+    let state = distill(&config, &args.out, args.resume, &devices, |report| {
         let dashboard = dashboard.get_or_insert_with(|| Dashboard::new(report.step, config.steps));
         dashboard.update(report);
         !dashboard.stop_requested() && !interrupt::requested()

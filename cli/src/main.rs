@@ -12,6 +12,7 @@ mod generate;
 mod inspect;
 mod interrupt;
 mod output;
+mod peak_memory;
 mod train_judge;
 mod train_teacher;
 

@@ -12,15 +12,19 @@ fn bench_times_the_tiny_unet_and_refuses_bad_shapes() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("bench.json");
     let args = ["bench", "--size", "tiny", "--frames", "2", "--tiny-side", "16", "--repeat", "2", "--backward"];
-    let (ok, stderr) = avdm(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    let (ok, stderr) = avdm(&[&args[..], &["--attention", "chunked,burn", "--out", out.to_str().unwrap()]].concat());
     assert!(ok, "{stderr}");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let timings = json["timings"].as_array().unwrap();
-    assert_eq!(timings.len(), 2, "forward, forward + backward");
+    assert_eq!(timings.len(), 3, "forward, forward + backward with each attention");
+    assert!(timings[2]["what"].as_str().unwrap().contains("Burn attention"), "{}", timings[2]);
     for t in timings {
         assert_eq!(t["shape"], serde_json::json!([1, 3, 2, 16, 16]));
         assert_eq!(t["runs"].as_array().unwrap().len(), 2);
         assert!(t["median_s"].as_f64().unwrap() > 0.0);
+        // Linux reports the peak resident set; the CPU backend has no device allocator to ask.
+        assert!(t["memory"]["host_peak_rss_mib"].as_f64().unwrap() > 1.0, "{t}");
+        assert!(t["memory"]["device_reserved_mib"].is_null(), "{t}");
     }
     let (ok, stderr) = avdm(&["bench", "--size", "tiny", "--tiny-side", "30"]);
     assert!(!ok && stderr.contains("multiple of 4") && !stderr.contains("panicked"), "{stderr}");

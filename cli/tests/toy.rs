@@ -103,8 +103,9 @@ fn distill_runs_on_the_shipped_teacher_and_refuses_bad_inputs() {
     assert!(ok, "a one-step toy distillation failed:\n{stderr}");
     assert!(out.join("student/unet").is_dir() && out.join("checkpoint").is_dir());
     assert!(!out.join("eval.md").exists(), "--eval-clips 0 turns the eval off");
-    // --resume without --config goes on with the run's own settings (here: ADM only).
-    let (ok, stderr) = avdm(&["distill", "--resume", "--steps", "2", "--out", path(&out)]);
+    // --resume without --config goes on with the run's own settings (here: ADM only), here
+    // data parallel over a device list (the CPU twice).
+    let (ok, stderr) = avdm(&["distill", "--resume", "--steps", "2", "--device", "cpu,cpu", "--out", path(&out)]);
     assert!(ok, "resuming failed:\n{stderr}");
     let metrics = fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
@@ -119,6 +120,7 @@ fn distill_runs_on_the_shipped_teacher_and_refuses_bad_inputs() {
     assert_fails(&["distill", "--config", path(&tmp.path().join("absent.toml"))], "absent.toml");
     assert_fails(&["distill", "--eval-clips", "1", "--out", path(&tmp.path().join("one"))], "eval.clips");
     assert_fails(&["distill", "--losses", "gan", "--out", path(&tmp.path().join("gan"))], "adm-only");
+    assert_fails(&["distill", "--device", "cpu,tpu", "--out", path(&tmp.path().join("tpu"))], "tpu");
 }
 
 #[test]
@@ -163,7 +165,7 @@ fn distill_evaluates_the_student_during_the_run_and_against_the_teacher_at_the_e
 /// ended: (success, stderr).
 #[cfg(unix)]
 fn interrupted(args: &[&str], ready: impl Fn() -> bool) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avdm"))
+    let child = Command::new(env!("CARGO_BIN_EXE_avdm"))
         .args(args)
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -1,10 +1,12 @@
-//! Data parallelism over CPU threads.
+//! Data parallelism over threads and devices.
 //!
 //! Burn's CPU backend runs most operations on one thread, so a training step uses about one
-//! core. Splitting the batch into shards, each run on its own thread through its own fork of the
-//! model (the same parameter ids, a separate autodiff graph), and summing their gradients uses
-//! them all. The sum is the batch gradient when each shard's loss is weighted by its share of
-//! the batch ([`Shard::weight`]).
+//! core; a machine may also have several GPUs. Splitting the batch into shards, each run on its
+//! own thread through its own fork of the model on its device (the same parameter ids, a
+//! separate autodiff graph), and summing their gradients on the first device uses them all. The
+//! sum is the batch gradient when each shard's loss is weighted by its share of the batch
+//! ([`Shard::weight`]); the optimizer then steps once, on the first device, and the next forks
+//! carry the new weights to the others.
 
 use std::ops::Range;
 
@@ -48,33 +50,43 @@ pub struct ShardedGradients<X> {
     pub outputs: Vec<X>,
 }
 
-/// Runs `loss_of(model fork, shard)` for every shard on its own thread; `loss_of` returns the
-/// shard's weighted loss and anything else the caller wants back. Shard order is fixed, so the
-/// result is deterministic. With one shard it runs on the calling thread.
+/// Runs `loss_of(model fork, shard, d)` for every shard on its own thread, shard `i` on
+/// `devices[d]` with `d = i % devices.len()` (`devices` are autodiff devices, the first the
+/// model's); `loss_of` returns the shard's weighted loss and anything else the caller wants
+/// back. The gradients are summed on the first device. Shard order is fixed, so the result is
+/// deterministic. With one shard it runs on the calling thread.
 pub fn sharded_gradients<M, X, E, F>(
     model: &M,
     shards: &[Shard],
-    device: &Device,
+    devices: &[Device],
     loss_of: F,
 ) -> Result<ShardedGradients<X>, E>
 where
     M: Module,
     X: Send,
     E: Send,
-    F: Fn(M, &Shard) -> Result<(Tensor<1>, X), E> + Sync,
+    F: Fn(M, &Shard, usize) -> Result<(Tensor<1>, X), E> + Sync,
 {
-    let run = |fork: M, shard: &Shard| -> Result<(f64, GradientsParams, X), E> {
-        let (loss, output) = loss_of(fork.clone(), shard)?;
+    let run = |fork: M, shard: &Shard, d: usize| -> Result<(f64, GradientsParams, X), E> {
+        let (loss, output) = loss_of(fork.clone(), shard, d)?;
         let value = loss.clone().into_scalar::<f32>() as f64;
         Ok((value, GradientsParams::from_grads(loss.backward(), &fork), output))
     };
-    let work: Vec<(M, &Shard)> = shards.iter().map(|shard| (model.clone().fork(device), shard)).collect();
+    let work: Vec<(M, &Shard, usize)> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, shard)| {
+            let d = i % devices.len();
+            (model.clone().fork(&devices[d]), shard, d)
+        })
+        .collect();
     let results: Vec<Result<(f64, GradientsParams, X), E>> = if work.len() == 1 {
-        work.into_iter().map(|(fork, shard)| run(fork, shard)).collect()
+        work.into_iter().map(|(fork, shard, d)| run(fork, shard, d)).collect()
     } else {
         std::thread::scope(|scope| {
             let run = &run;
-            let handles: Vec<_> = work.into_iter().map(|(fork, shard)| scope.spawn(move || run(fork, shard))).collect();
+            let handles: Vec<_> =
+                work.into_iter().map(|(fork, shard, d)| scope.spawn(move || run(fork, shard, d))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
         })
     };
@@ -86,21 +98,23 @@ where
         if i == 0 {
             total.grads = grads;
         } else {
-            model.visit(&mut AddGradients { into: &mut total.grads, from: grads });
+            model.visit(&mut AddGradients { into: &mut total.grads, from: grads, device: &devices[0] });
         }
     }
     Ok(total)
 }
 
-/// Adds `from`'s gradient of every parameter into `into`.
+/// Adds `from`'s gradient of every parameter into `into`, on `device`.
 struct AddGradients<'a> {
     into: &'a mut GradientsParams,
     from: GradientsParams,
+    device: &'a Device,
 }
 
 impl ModuleVisitor for AddGradients<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let Some(g) = self.from.remove::<D>(param.id) else { return };
+        let g = g.to_device(self.device);
         let sum = match self.into.remove::<D>(param.id) {
             Some(acc) => acc + g,
             None => g,
@@ -128,12 +142,14 @@ mod tests {
         let device = Device::flex().autodiff();
         let linear: Linear = LinearConfig::new(3, 2).init(&device);
         let x = Tensor::<2>::random([5, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-        let loss_of = |model: Linear, shard: &Shard| -> Result<(Tensor<1>, usize), ()> {
-            Ok((model.forward(shard.rows(x.clone())).square().mean() * shard.weight(), shard.samples.len()))
+        let loss_of = |model: Linear, shard: &Shard, d: usize| -> Result<(Tensor<1>, (usize, usize)), ()> {
+            Ok((model.forward(shard.rows(x.clone())).square().mean() * shard.weight(), (shard.samples.len(), d)))
         };
-        let whole = sharded_gradients(&linear, &split(5, 1), &device, loss_of).unwrap();
-        let sharded = sharded_gradients(&linear, &split(5, 3), &device, loss_of).unwrap();
-        assert_eq!(sharded.outputs, vec![1, 2, 2], "each shard's output, in shard order");
+        let whole = sharded_gradients(&linear, &split(5, 1), std::slice::from_ref(&device), loss_of).unwrap();
+        // Two devices (the same CPU twice here): shards alternate between them.
+        let devices = [device.clone(), device.clone()];
+        let sharded = sharded_gradients(&linear, &split(5, 3), &devices, loss_of).unwrap();
+        assert_eq!(sharded.outputs, vec![(1, 0), (2, 1), (2, 0)], "each shard's output, in shard order");
         let (value, grads, value_sharded, grads_sharded) = (whole.loss, whole.grads, sharded.loss, sharded.grads);
         assert!((value - value_sharded).abs() < 1e-5, "{value} vs {value_sharded}");
         let weight = |g: &GradientsParams| g.get::<2>(linear.weight.id).unwrap();

@@ -206,7 +206,9 @@ fn copy_folder(from: &Path, to: &Path, skip: &[&str]) -> Result<(), TrainError> 
     Ok(())
 }
 
-/// Runs (or resumes) a distillation into `out` on the autodiff `device`. `on_iteration` sees
+/// Runs (or resumes) a distillation into `out` on the autodiff `devices`: the first holds the
+/// networks and the optimizers, and every update's batch is split over all of them (data
+/// parallel, [`crate::data_parallel`]). `on_iteration` sees
 /// every report (the dashboard) and returns whether to go on: when it says stop, the run saves
 /// a checkpoint and returns early. Returns the final state; after the last step the student is
 /// at `out/student`.
@@ -214,10 +216,12 @@ pub fn distill(
     config: &DistillConfig,
     out: &Path,
     resume: bool,
-    device: &Device,
+    devices: &[Device],
     mut on_iteration: impl FnMut(&IterationReport) -> bool,
 ) -> Result<DistillState, TrainError> {
     config.validate()?;
+    let (device, replica_devices) =
+        devices.split_first().ok_or_else(|| TrainError::setting("devices", "a distillation needs a device"))?;
     let teacher_dir = teacher_folder(config);
     let adapter = config.models.motion_adapter.as_deref().map(AdapterSource::from_path);
     let loaded = load_pipeline(&teacher_dir, adapter.as_ref(), &LoadOptions::default(), device)?;
@@ -245,7 +249,15 @@ pub fn distill(
     let evals_during = config.sample_every > 0 && config.sample_every < config.steps;
     let toy_eval = if evals_during { ToyEval::for_run(config, false, &inner)? } else { None };
     let eval_sampler = student_sampler(&loaded.scheduler, &student_config)?;
-    let learner = Learner { config, tokenizer: &loaded.tokenizer, video, image, sampler, device: device.clone() };
+    let learner = Learner {
+        config,
+        tokenizer: &loaded.tokenizer,
+        video,
+        image,
+        sampler,
+        device: device.clone(),
+        replica_devices: replica_devices.to_vec(),
+    };
     let vae_scale = loaded.vae_config.as_ref().map_or(1, |v| 1 << v.block_out_channels.len().saturating_sub(1));
     let teacher_input = TeacherInput { unet: &loaded.unet_config, vae: loaded.pipeline.vae.as_ref(), vae_scale };
     let source = DistillData::open(&config.data, &teacher_input)?;

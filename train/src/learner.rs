@@ -98,6 +98,20 @@ impl Networks {
     }
 }
 
+impl Networks {
+    /// A replica of every network on `device` (same parameter ids; frozen ones stay frozen).
+    pub fn fork(&self, device: &Device) -> Self {
+        Self {
+            text_encoder: self.text_encoder.clone().fork(device),
+            teacher: self.teacher.clone().fork(device),
+            teacher_2d: self.teacher_2d.clone().fork(device),
+            student: self.student.clone().fork(device),
+            fake_score: self.fake_score.clone().fork(device),
+            head: self.head.clone().fork(device),
+        }
+    }
+}
+
 /// The optimizers of the three trained networks.
 #[derive(Clone)]
 pub struct Optimizers {
@@ -175,8 +189,12 @@ pub struct Learner<'a> {
     /// The 2D teacher's (and the 2D fake score's).
     pub image: Parameterisation,
     pub sampler: StudentSampler,
-    /// The autodiff device the trained networks live on.
+    /// The autodiff device the networks and the optimizers live on.
     pub device: Device,
+    /// Further autodiff devices (the other GPUs of the machine) that every update's batch is
+    /// also split over, each with its own replica of the networks ([`crate::data_parallel`]);
+    /// empty for one device.
+    pub replica_devices: Vec<Device>,
 }
 
 /// A value that must be finite, or the run stops at the last good checkpoint.
@@ -197,6 +215,31 @@ const SDM: u64 = 3;
 const FAKE_SCORE: u64 = 1 << 16;
 const DISCRIMINATOR: u64 = 1 << 32;
 
+/// The networks a shard runs with and their (autodiff) device.
+#[derive(Clone, Copy)]
+struct Replica<'a> {
+    nets: &'a Networks,
+    device: &'a Device,
+}
+
+/// Text embeddings `(B, L, D)` of `captions` by the frozen `text_encoder` on `device`, without
+/// autodiff.
+fn embed_on(
+    tokenizer: &ClipTokenizer,
+    text_encoder: &ClipTextTransformer,
+    captions: &[String],
+    device: &Device,
+) -> Result<Tensor<3>, TrainError> {
+    let ids = caption_ids(tokenizer, captions, &device.clone().without_autodiff())?;
+    Ok(text_encoder.valid().embed(ids, 0)?)
+}
+
+/// Timesteps as a float column `(B,)` on `device`.
+fn column(timesteps: &[usize], device: &Device) -> Tensor<1> {
+    let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
+    Tensor::from_floats(t.as_slice(), device)
+}
+
 /// What a shard of the generator update returns beside its loss: its share of each loss term
 /// and its generated clips `(S, C, F, H, W)` (detached, without autodiff).
 struct GeneratorShard {
@@ -212,14 +255,12 @@ impl Learner<'_> {
 
     /// Text embeddings `(B, L, D)` of `captions` (frozen encoder, no autodiff).
     pub fn embed(&self, text_encoder: &ClipTextTransformer, captions: &[String]) -> Result<Tensor<3>, TrainError> {
-        let inner = self.device.clone().without_autodiff();
-        let ids = caption_ids(self.tokenizer, captions, &inner)?;
-        Ok(text_encoder.valid().embed(ids, 0)?)
+        embed_on(self.tokenizer, text_encoder, captions, &self.device)
     }
 
-    fn column(&self, timesteps: &[usize]) -> Tensor<1> {
-        let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
-        Tensor::from_floats(t.as_slice(), &self.device)
+    /// The main device, then the replicas'.
+    fn devices(&self) -> Vec<Device> {
+        std::iter::once(self.device.clone()).chain(self.replica_devices.iter().cloned()).collect()
     }
 
     /// Runs iteration `step`, updating `nets` and `optim`. Every update splits the batch over
@@ -244,20 +285,29 @@ impl Learner<'_> {
         if data.real.iter().any(|real| real.clips.dims()[0] != batch || real.text.dims()[0] != batch) {
             return Err(TrainError::setting("data", format!("every real batch needs {batch} clips and captions")));
         }
-        let shards = split(batch, c.threads);
+        let devices = self.devices();
+        let shards = split(batch, c.threads.max(1) * devices.len());
+        // The networks on each device; the main device's are `nets` themselves.
+        let replicas: Vec<Networks> = devices
+            .iter()
+            .enumerate()
+            .map(|(d, device)| if d == 0 { nets.clone() } else { nets.fork(device) })
+            .collect();
 
         // 1-4. The generator update on the student's own rollout, with gradient at a random step.
         let stop = StdRng::seed_from_u64(c.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
             .random_range(0..self.sampler.timesteps.len());
         report.rollout_step = stop;
         let clip = [channels, frames, height, width];
-        let sharded = sharded_gradients(&nets.student, &shards, &self.device, |student, shard| {
-            self.generator_shard(step, stop, student, nets, data, shard, clip)
+        let sharded = sharded_gradients(&nets.student, &shards, &devices, |student, shard, d| {
+            let on = Replica { nets: &replicas[d], device: &devices[d] };
+            self.generator_shard(step, stop, student, on, data, shard, clip)
         })?;
         let sum = |term: fn(&GeneratorShard) -> Option<f64>| sharded.outputs.iter().map(term).sum::<Option<f64>>();
         report.loss_adm = sum(|s| s.adm).map(|v| finite(step, "ADM generator loss", v)).transpose()?;
         report.loss_sdm = sum(|s| s.sdm).map(|v| finite(step, "SDM loss", v)).transpose()?;
-        let generated = Tensor::cat(sharded.outputs.into_iter().map(|s| s.generated).collect(), 0);
+        let inner = self.device.clone().without_autodiff();
+        let generated = Tensor::cat(sharded.outputs.into_iter().map(|s| s.generated.to_device(&inner)).collect(), 0);
         let (grads, norm) = self.clipped(&nets.student, sharded.grads);
         report.grad_norm_student = finite(step, "student gradient norm", norm)?;
         let (motion, backbone) = split_by_module(&nets.student, grads, "motion_modules");
@@ -269,8 +319,8 @@ impl Learner<'_> {
         let (mut fake_losses, mut disc_losses, mut accs) = (Vec::new(), Vec::new(), Vec::new());
         for k in 0..c.critic_updates {
             if losses.uses_sdm() {
-                let sharded = sharded_gradients(&nets.fake_score, &shards, &self.device, |fake_score, shard| {
-                    self.fake_score_shard(step, k, fake_score, &generated, &data.prompts, shard)
+                let sharded = sharded_gradients(&nets.fake_score, &shards, &devices, |fake_score, shard, d| {
+                    self.fake_score_shard(step, k, fake_score, &devices[d], &generated, &data.prompts, shard)
                 })?;
                 fake_losses.push(finite(step, "fake-score loss", sharded.loss)?);
                 let (grads, norm) = self.clipped(&nets.fake_score, sharded.grads);
@@ -280,8 +330,9 @@ impl Learner<'_> {
             }
             if losses.uses_adm() {
                 let real = data.real.get(k).unwrap_or(&data.real[0]);
-                let sharded = sharded_gradients(&nets.head, &shards, &self.device, |head, shard| {
-                    self.discriminator_shard(step, k, head, nets, real, (&generated, &data.prompts), shard)
+                let sharded = sharded_gradients(&nets.head, &shards, &devices, |head, shard, d| {
+                    let on = Replica { nets: &replicas[d], device: &devices[d] };
+                    self.discriminator_shard(step, k, head, on, real, (&generated, &data.prompts), shard)
                 })?;
                 disc_losses.push(finite(step, "discriminator loss", sharded.loss)?);
                 let sum = |side: fn(&(f64, f64)) -> f64| sharded.outputs.iter().map(side).sum::<f64>();
@@ -309,7 +360,7 @@ impl Learner<'_> {
         step: usize,
         stop: usize,
         student: UNetMotionModel,
-        nets: &Networks,
+        on: Replica,
         data: &IterationData,
         shard: &Shard,
         clip: [usize; 4],
@@ -317,8 +368,9 @@ impl Learner<'_> {
         let c = self.config;
         let [channels, frames, height, width] = clip;
         let per_clip = [1, channels, frames, height, width];
-        let inner = self.device.clone().without_autodiff();
-        let text = shard.rows(data.prompts.clone());
+        let (nets, device) = (on.nets, on.device);
+        let inner = device.clone().without_autodiff();
+        let text = shard.rows(data.prompts.clone()).to_device(&inner);
         let text_frames = repeat_per_frame(text.clone(), frames);
         let mut rollout_noise = self.streams(step, ROLLOUT, shard);
         let student_frozen = student.valid();
@@ -326,8 +378,8 @@ impl Learner<'_> {
             &self.sampler,
             stop,
             rollout_noise.normal(per_clip, &inner),
-            |x, t| student_frozen.forward(x, self.column(&[t]).inner(), text_frames.clone()),
-            |x, t| student.forward(x.autodiff(), self.column(&[t]), text_frames.clone().autodiff()),
+            |x, t| student_frozen.forward(x, column(&[t], &inner), text_frames.clone()),
+            |x, t| student.forward(x.autodiff(), column(&[t], device), text_frames.clone().autodiff()),
             || rollout_noise.normal(per_clip, &inner),
         )?;
         let generated = rollout.x0;
@@ -346,7 +398,7 @@ impl Learner<'_> {
             let mut streams = self.streams(step, ADM, shard);
             let judged = Judged {
                 clips: generated.clone(),
-                noise: streams.normal(per_clip, &self.device),
+                noise: streams.normal(per_clip, device),
                 timesteps: streams.timesteps(1, c.adm.t_min, c.adm.t_max),
                 text: text_frames.clone().autodiff(),
             };
@@ -355,7 +407,7 @@ impl Learner<'_> {
             adm = Some(add(generator_adm_loss(&nets.teacher, &self.video.schedule, &head, judged)?, c.loss.lambda_adm));
         }
         if c.loss.losses.uses_sdm() {
-            let loss = self.sdm_loss(nets, &generated, &text, &mut self.streams(step, SDM, shard))?;
+            let loss = self.sdm_loss(on, &generated, &text, &mut self.streams(step, SDM, shard))?;
             sdm = Some(add(loss, c.loss.lambda_sdm));
         }
         let total = total.expect("every setting has a generator loss");
@@ -396,7 +448,7 @@ impl Learner<'_> {
     /// them), with text `(S, L, D)`.
     fn sdm_loss(
         &self,
-        nets: &Networks,
+        on: Replica,
         generated: &Tensor<5>,
         text: &Tensor<3>,
         streams: &mut SampleStreams,
@@ -406,15 +458,16 @@ impl Learner<'_> {
         let [n, ch, f, h, w] = x0.dims();
         let per = n / text.dims()[0];
         let timesteps = streams.timesteps(per, c.t_min, c.t_max);
-        let inner = self.device.clone().without_autodiff();
+        let (nets, inner) = (on.nets, on.device.clone().without_autodiff());
         let query = self.sdm_query();
         let noise = streams.normal([per, ch, f, h, w], &inner);
         let x_t = query.schedule.noise_batch(x0.clone().inner(), noise, &timesteps).x_t;
-        let t = self.column(&timesteps).inner();
+        let t = column(&timesteps, &inner);
         let real_net = if self.video_sdm() { nets.teacher.valid() } else { nets.teacher_2d.valid() };
         let mut real = real_net.forward(x_t.clone(), t.clone(), view_text.clone())?;
         if c.guidance > 1.0 {
-            let empty = self.embed(&nets.text_encoder, &vec![String::new(); view_text.dims()[0]])?;
+            let empty =
+                embed_on(self.tokenizer, &nets.text_encoder, &vec![String::new(); view_text.dims()[0]], &inner)?;
             let uncond = real_net.forward(x_t.clone(), t.clone(), empty)?;
             real = uncond.clone() + (real - uncond) * c.guidance;
         }
@@ -433,21 +486,23 @@ impl Learner<'_> {
         step: usize,
         k: usize,
         fake_score: UNetMotionModel,
+        device: &Device,
         generated: &Tensor<5>,
         prompts: &Tensor<3>,
         shard: &Shard,
     ) -> Result<(Tensor<1>, ()), TrainError> {
         let mut streams = self.streams(step, FAKE_SCORE + k as u64, shard);
-        let text = shard.rows(prompts.clone());
-        let (x0, view_text) = self.sdm_view(shard.rows(generated.clone()), &text, &mut streams);
+        let inner = device.clone().without_autodiff();
+        let text = shard.rows(prompts.clone()).to_device(&inner);
+        let (x0, view_text) = self.sdm_view(shard.rows(generated.clone()).to_device(&inner), &text, &mut streams);
         let (x0, view_text) = (x0.autodiff(), view_text.autodiff());
         let [n, ch, f, h, w] = x0.dims();
         let per = n / shard.samples.len();
         let query = self.sdm_query();
         let timesteps = streams.timesteps(per, 0, query.schedule.train_timesteps() - 1);
-        let eps = streams.normal([per, ch, f, h, w], &self.device);
+        let eps = streams.normal([per, ch, f, h, w], device);
         let x_t = query.schedule.noise_batch(x0.clone(), eps.clone(), &timesteps).x_t;
-        let output = fake_score.forward(x_t, self.column(&timesteps), view_text)?;
+        let output = fake_score.forward(x_t, column(&timesteps, device), view_text)?;
         Ok((query.denoising_loss(output, x0, eps, &timesteps) * shard.weight(), ()))
     }
 
@@ -459,7 +514,7 @@ impl Learner<'_> {
         step: usize,
         k: usize,
         head: DiscriminatorHead,
-        nets: &Networks,
+        on: Replica,
         real: &RealBatch,
         (generated, prompts): (&Tensor<5>, &Tensor<3>),
         shard: &Shard,
@@ -467,16 +522,17 @@ impl Learner<'_> {
         let c = self.config;
         let mut streams = self.streams(step, DISCRIMINATOR + k as u64, shard);
         let [_, channels, frames, height, width] = real.clips.dims();
+        let inner = on.device.clone().without_autodiff();
         let mut judged = |clips: Tensor<5>, text: &Tensor<3>| Judged {
-            noise: streams.normal([1, channels, frames, height, width], &self.device),
+            noise: streams.normal([1, channels, frames, height, width], on.device),
             timesteps: streams.timesteps(1, c.adm.t_min, c.adm.t_max),
-            clips: shard.rows(clips).autodiff(),
-            text: repeat_per_frame(shard.rows(text.clone()), frames).autodiff(),
+            clips: shard.rows(clips).to_device(&inner).autodiff(),
+            text: repeat_per_frame(shard.rows(text.clone()).to_device(&inner), frames).autodiff(),
         };
         let real_batch = judged(real.clips.clone(), &real.text);
         let fake_batch = judged(generated.clone(), prompts);
         let (loss, (real_acc, fake_acc)) =
-            discriminator_adm_loss(&nets.teacher, &self.video.schedule, &head, real_batch, fake_batch)?;
+            discriminator_adm_loss(&on.nets.teacher, &self.video.schedule, &head, real_batch, fake_batch)?;
         let weight = shard.weight();
         Ok((loss * weight, (real_acc * weight as f64, fake_acc * weight as f64)))
     }

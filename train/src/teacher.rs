@@ -376,7 +376,7 @@ pub fn train_stage(
         let step = state.step;
         let data = step_data(config, stage, step, device);
         let shards = split(settings.batch, config.threads);
-        let sharded = sharded_gradients(&model, &shards, device, |model, shard| {
+        let sharded = sharded_gradients(&model, &shards, std::slice::from_ref(device), |model, shard, _| {
             let ids = caption_ids(tokenizer, &data.captions[shard.samples.clone()], device)?;
             let (x0, noise) = (shard.rows(data.x0.clone()), shard.rows(data.noise.clone()));
             let timesteps = &data.timesteps[shard.samples.clone()];

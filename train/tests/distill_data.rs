@@ -103,7 +103,7 @@ fn a_run_trains_on_the_clips_and_text_of_a_latent_cache() {
     let draws = |d: &avdm_train::learner::IterationData| values(d.real[0].clips.clone());
     assert!((4..8).any(|s| draws(&step(s).data) != draws(&first)), "every step draws the same clips");
 
-    let state = distill(&config, &tmp.path().join("run"), false, &device.clone().autodiff(), |_| true).unwrap();
+    let state = distill(&config, &tmp.path().join("run"), false, &[device.clone().autodiff()], |_| true).unwrap();
     assert_eq!(state.step, 2);
     assert!(tmp.path().join("run/student/unet").is_dir());
 }
@@ -144,7 +144,7 @@ fn videos_are_decoded_at_every_step_and_broken_ones_skipped_and_logged() {
     assert!(!logged.is_empty() && logged.iter().all(|l| l.contains("broken.mp4")), "{logged:?}");
 
     let out = tmp.path().join("run");
-    distill(&config, &out, false, &device.clone().autodiff(), |_| true).unwrap();
+    distill(&config, &out, false, &[device.clone().autodiff()], |_| true).unwrap();
     let log = std::fs::read_to_string(out.join("skipped.txt")).unwrap();
     assert_eq!(log.lines().collect::<Vec<_>>(), logged, "the run's skipped.txt lists what its steps skipped");
 

@@ -57,6 +57,7 @@ impl Fixture {
             image: parameterisation(NoiseSchedule::stable_diffusion()),
             sampler: StudentSampler::new(NoiseSchedule::animatediff(), &student_config).unwrap(),
             device: self.device.clone(),
+            replica_devices: Vec::new(),
         }
     }
 
@@ -155,6 +156,36 @@ fn a_batch_split_over_threads_trains_as_the_whole_batch() {
         assert!(close(a.loss_fake, b.loss_fake) && close(a.loss_disc, b.loss_disc), "{a:?}\nvs\n{b:?}");
         assert!((a.grad_norm_student - b.grad_norm_student).abs() <= 1e-3 * a.grad_norm_student);
     }
+    let conv = |u: &avdm_model::UNetMotionModel| u.down_blocks[0].resnets[0].conv1.weight.val();
+    assert!(max_diff(conv(&whole_nets.student), conv(&split_nets.student)) < 1e-5);
+    assert!(max_diff(conv(&whole_nets.fake_score), conv(&split_nets.fake_score)) < 1e-5);
+    assert!(max_diff(whole_nets.head.out.weight.val(), split_nets.head.out.weight.val()) < 1e-5);
+}
+
+#[test]
+fn a_batch_split_over_devices_trains_as_the_whole_batch() {
+    // The same CPU twice stands in for two GPUs: the shards alternate between the devices,
+    // each with its own replica of the networks, and the gradients meet on the first.
+    let fixture = Fixture::new();
+    let run = |replicas: usize| {
+        let config = DistillConfig { batch: 3, threads: 1, ..config(Losses::AdmSdm2d) };
+        let learner = Learner { replica_devices: vec![fixture.device.clone(); replicas], ..fixture.learner(&config) };
+        let mut nets = fixture.networks(&config);
+        let mut optim = Optimizers::new(&config.optim);
+        let report = learner.iterate(0, &mut nets, &mut optim, &fixture.data(0, 3)).unwrap();
+        (report, nets)
+    };
+    let (whole, whole_nets) = run(0);
+    let (split, split_nets) = run(1);
+    let close = |x: Option<f64>, y: Option<f64>| (x.unwrap() - y.unwrap()).abs() <= 1e-4 * (1.0 + x.unwrap().abs());
+    assert!(
+        close(whole.loss_adm, split.loss_adm) && close(whole.loss_disc, split.loss_disc),
+        "{whole:?}\nvs\n{split:?}"
+    );
+    assert!(
+        close(whole.loss_sdm, split.loss_sdm) && close(whole.loss_fake, split.loss_fake),
+        "{whole:?}\nvs\n{split:?}"
+    );
     let conv = |u: &avdm_model::UNetMotionModel| u.down_blocks[0].resnets[0].conv1.weight.val();
     assert!(max_diff(conv(&whole_nets.student), conv(&split_nets.student)) < 1e-5);
     assert!(max_diff(conv(&whole_nets.fake_score), conv(&split_nets.fake_score)) < 1e-5);

@@ -5,6 +5,8 @@ use burn::prelude::*;
 use burn::tensor::module::attention as sdpa;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use super::chunked_attention::{chunk_rows, chunked_attention};
+
 /// `to_out(softmax(q kᵀ / sqrt(head_dim)) v)` with `q = to_q(x)`, `k = to_k(ctx)`, `v = to_v(ctx)`.
 /// Checkpoint key `to_out.0` maps onto `to_out`.
 #[derive(Module, Debug)]
@@ -52,8 +54,7 @@ impl Attention {
         let q = split_heads(self.to_q.forward(x), self.heads);
         let k = split_heads(self.to_k.forward(context.clone()), self.heads);
         let v = split_heads(self.to_v.forward(context), self.heads);
-        let out = sdpa(q, k, v, None, None, AttentionModuleOptions::default());
-        self.to_out.forward(merge_heads(out))
+        self.to_out.forward(merge_heads(scaled_dot_product(q, k, v)))
     }
 
     /// Adds the GroupNorm (`groups`, `eps`) that [`Attention::forward_image`] applies first.
@@ -74,6 +75,17 @@ impl Attention {
         let tokens = normed.reshape([n, c, h * w]).swap_dims(1, 2);
         let out = self.forward(tokens, None).swap_dims(1, 2).reshape([n, c, h, w]);
         x + out
+    }
+}
+
+/// `softmax(q kᵀ / sqrt(D)) v` for `q (N, H, S, D)`, `k, v (N, H, L, D)` -> `(N, H, S, D)`.
+/// On an autodiff device, a score matrix over the budget goes through [`chunked_attention`]
+/// (Burn's op would keep the whole `S x L` matrix for the backward pass); otherwise Burn's op,
+/// which is fused or tiled for inference on every backend.
+pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    match chunk_rows(q.dims(), k.dims()[2]) {
+        Some(chunk) if q.is_autodiff() => chunked_attention(q, k, v, chunk),
+        _ => sdpa(q, k, v, None, None, AttentionModuleOptions::default()),
     }
 }
 

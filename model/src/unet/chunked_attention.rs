@@ -1,0 +1,285 @@
+//! Exact softmax attention that never holds a whole score matrix, forward or backward.
+//!
+//! Burn's `attention` op materialises `q kᵀ` and the softmax under autodiff and keeps them for
+//! the backward pass: at 512x512 (4096 tokens), 16 frames and 8 heads that is 8.6 GB per
+//! attention layer in f32. Here the queries go through in chunks of rows; the forward pass keeps
+//! only the output and each row's log-sum-exp, and the backward pass recomputes every chunk's
+//! probabilities from them (flash attention's scheme, written with the backend's own matmul and
+//! elementwise ops, so it runs on every backend). Memory: `chunk x L` scores per chunk instead of
+//! `S x L`, for one extra `q kᵀ` matmul per chunk in the backward pass.
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
+use burn::prelude::*;
+use burn::tensor::Slice;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Score elements (`batch x heads x rows x keys`) one chunk may hold by default: 2^26,
+/// 256 MiB in f32.
+pub const SCORE_BUDGET: usize = 1 << 26;
+
+static SCORE_BUDGET_NOW: AtomicUsize = AtomicUsize::new(SCORE_BUDGET);
+
+/// Sets the score budget of every attention that follows, process-wide (`usize::MAX`: always
+/// Burn's op, as before this module existed; for memory benchmarks and tuning).
+pub fn set_score_budget(elements: usize) {
+    SCORE_BUDGET_NOW.store(elements.max(1), Ordering::Relaxed);
+}
+
+/// The backend operation behind [`chunked_attention`]: the default bodies compose the
+/// backend's primitives; autodiff gets its own backward pass below.
+#[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")), Autodiff)]
+pub trait ChunkedAttentionBackend: Backend {
+    /// `q (N, H, S, D)`, `k, v (N, H, L, D)` -> `(N, H, S, D)`, `chunk` query rows at a time.
+    fn chunked_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        chunk: usize,
+    ) -> FloatTensor<Self> {
+        forward_with_lse::<Self>(q, k, v, chunk).0
+    }
+}
+
+impl ChunkedAttentionBackend for burn::backend::Flex {}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl ChunkedAttentionBackend for burn::backend::Cube {}
+
+impl<B: Backend, C: CheckpointStrategy> ChunkedAttentionBackend for Autodiff<B, C> {
+    fn chunked_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        chunk: usize,
+    ) -> FloatTensor<Self> {
+        let inputs = [q.primitive().clone(), k.primitive().clone(), v.primitive().clone()];
+        match ChunkedAttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let [q, k, v] = inputs;
+                let (out, lse) = forward_with_lse::<B>(q.clone(), k.clone(), v.clone(), chunk);
+                let state = AttentionState { q, k, v, out: out.clone(), lse, chunk };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let [q, k, v] = inputs;
+                prep.finish(forward_with_lse::<B>(q, k, v, chunk).0)
+            }
+        }
+    }
+}
+
+/// Exact softmax attention over `q (N, H, S, D)`, `k, v (N, H, L, D)`, scaled by
+/// `1/sqrt(D)`, with `chunk` query rows at a time -> `(N, H, S, D)`. Differentiable on autodiff
+/// devices with the same memory bound in the backward pass.
+pub fn chunked_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, chunk: usize) -> Tensor<4> {
+    let out = Dispatch::chunked_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), chunk.max(1));
+    Tensor::from_dispatch(out)
+}
+
+/// Query rows per chunk so that `N x H x rows x L` stays within the score budget
+/// ([`SCORE_BUDGET`] unless [`set_score_budget`] changed it); `None` when the whole score
+/// matrix fits at once.
+pub fn chunk_rows(q_dims: [usize; 4], keys: usize) -> Option<usize> {
+    let budget = SCORE_BUDGET_NOW.load(Ordering::Relaxed);
+    let [n, h, s, _] = q_dims;
+    let per_row = (n * h * keys).max(1);
+    (per_row.saturating_mul(s) > budget).then(|| (budget / per_row).max(1))
+}
+
+/// What the backward pass keeps: the inputs, the output and each row's log-sum-exp `(N, H, S, 1)`.
+#[derive(Debug, Clone)]
+struct AttentionState<B: Backend> {
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    out: FloatTensor<B>,
+    lse: FloatTensor<B>,
+    chunk: usize,
+}
+
+#[derive(Debug)]
+struct ChunkedAttentionBackward;
+
+impl<B: Backend> Backward<B, 3> for ChunkedAttentionBackward {
+    type State = AttentionState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        #[cfg(test)]
+        tests::BACKWARD_PASSES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let [node_q, node_k, node_v] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let [dq, dk, dv] = backward::<B>(ops.state, grad);
+        for (node, grad) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+fn scale_of<B: Backend>(q: &FloatTensor<B>) -> f32 {
+    let head_dim = q.shape()[3];
+    1.0 / (head_dim as f32).sqrt()
+}
+
+/// Rows `[start, end)` of dim 2.
+fn rows<B: Backend>(x: &FloatTensor<B>, start: usize, end: usize) -> FloatTensor<B> {
+    B::float_slice(x.clone(), &[Slice::from(..), Slice::from(..), Slice::from(start..end), Slice::from(..)])
+}
+
+fn chunk_starts(total: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..total).step_by(chunk).map(move |start| (start, (start + chunk).min(total)))
+}
+
+/// `scale * q kᵀ` for one chunk of rows: `(N, H, c, L)`.
+fn scores<B: Backend>(q: FloatTensor<B>, k: &FloatTensor<B>, scale: f32) -> FloatTensor<B> {
+    B::float_mul_scalar(B::float_matmul(q, B::float_transpose(k.clone())), scale.into())
+}
+
+/// The output `(N, H, S, D)` and the log-sum-exp of each row's scores `(N, H, S, 1)`.
+fn forward_with_lse<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    chunk: usize,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let scale = scale_of::<B>(&q);
+    let (outs, lses): (Vec<_>, Vec<_>) = chunk_starts(q.shape()[2], chunk)
+        .map(|(start, end)| {
+            let s = scores::<B>(rows::<B>(&q, start, end), &k, scale);
+            let max = B::float_max_dim(s.clone(), 3);
+            let p = B::float_exp(B::float_sub(s, max.clone()));
+            let sum = B::float_sum_dim(p.clone(), 3);
+            let out = B::float_div(B::float_matmul(p, v.clone()), sum.clone());
+            (out, B::float_add(max, B::float_log(sum)))
+        })
+        .unzip();
+    (B::float_cat(outs, 2), B::float_cat(lses, 2))
+}
+
+/// Gradients `[dq, dk, dv]` for the upstream gradient `grad (N, H, S, D)`:
+/// `P = exp(scale q kᵀ - lse)`, `dv = Pᵀ grad`, `dS = P (grad vᵀ - rowsum(grad out))`,
+/// `dq = scale dS k`, `dk = scale dSᵀ q`, one chunk of rows at a time.
+fn backward<B: Backend>(state: AttentionState<B>, grad: FloatTensor<B>) -> [FloatTensor<B>; 3] {
+    let AttentionState { q, k, v, out, lse, chunk } = state;
+    let scale = scale_of::<B>(&q);
+    let delta = B::float_sum_dim(B::float_mul(grad.clone(), out), 3);
+    let mut dk = None;
+    let mut dv = None;
+    let mut dqs = Vec::new();
+    for (start, end) in chunk_starts(q.shape()[2], chunk) {
+        let q_rows = rows::<B>(&q, start, end);
+        let grad_rows = rows::<B>(&grad, start, end);
+        let p = B::float_exp(B::float_sub(scores::<B>(q_rows.clone(), &k, scale), rows::<B>(&lse, start, end)));
+        dv = accumulate::<B>(dv, B::float_matmul(B::float_transpose(p.clone()), grad_rows.clone()));
+        let dp = B::float_matmul(grad_rows, B::float_transpose(v.clone()));
+        let ds = B::float_mul(p, B::float_sub(dp, rows::<B>(&delta, start, end)));
+        let ds = B::float_mul_scalar(ds, scale.into());
+        dqs.push(B::float_matmul(ds.clone(), k.clone()));
+        dk = accumulate::<B>(dk, B::float_matmul(B::float_transpose(ds), q_rows));
+    }
+    let sum = |x: Option<FloatTensor<B>>| x.expect("attention over at least one query row");
+    [B::float_cat(dqs, 2), sum(dk), sum(dv)]
+}
+
+fn accumulate<B: Backend>(sum: Option<FloatTensor<B>>, x: FloatTensor<B>) -> Option<FloatTensor<B>> {
+    Some(match sum {
+        Some(sum) => B::float_add(sum, x),
+        None => x,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// Runs of [`ChunkedAttentionBackward`]: the gradients must come from it, not from autodiff
+    /// recording the forward pass's primitives (which would keep every chunk's scores).
+    pub(super) static BACKWARD_PASSES: AtomicUsize = AtomicUsize::new(0);
+    use burn::tensor::activation::softmax;
+
+    /// `softmax(q kᵀ / sqrt(D)) v` written out, the whole score matrix at once.
+    fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let scale = 1.0 / (q.dims()[3] as f32).sqrt();
+        softmax(q.matmul(k.swap_dims(2, 3)) * scale, 3).matmul(v)
+    }
+
+    fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    fn inputs(device: &Device) -> [Tensor<4>; 4] {
+        // Scores of a few units, so the softmax is far from uniform; L != S (cross-attention).
+        let q = Tensor::random([2, 3, 37, 8], Distribution::Normal(0.0, 2.0), device);
+        let k = Tensor::random([2, 3, 29, 8], Distribution::Normal(0.0, 2.0), device);
+        let v = Tensor::random([2, 3, 29, 8], Distribution::Normal(0.0, 1.0), device);
+        let weight = Tensor::random([2, 3, 37, 8], Distribution::Normal(0.0, 1.0), device);
+        [q, k, v, weight]
+    }
+
+    #[test]
+    fn equals_softmax_attention_for_every_chunk_size() {
+        let device = Device::flex();
+        let [q, k, v, _] = inputs(&device);
+        let expected = reference(q.clone(), k.clone(), v.clone());
+        for chunk in [1, 5, 36, 37, 100] {
+            let out = chunked_attention(q.clone(), k.clone(), v.clone(), chunk);
+            let diff = max_abs_diff(out, expected.clone());
+            assert!(diff < 1e-5, "chunk {chunk}: {diff}");
+        }
+    }
+
+    #[test]
+    fn gradients_equal_those_of_softmax_attention() {
+        let device = Device::flex().autodiff();
+        let [q, k, v, weight] = inputs(&device);
+        let track = |x: &Tensor<4>| x.clone().detach().require_grad();
+        let grads_of = |chunk: Option<usize>| {
+            let (q, k, v) = (track(&q), track(&k), track(&v));
+            let out = match chunk {
+                Some(chunk) => chunked_attention(q.clone(), k.clone(), v.clone(), chunk),
+                None => reference(q.clone(), k.clone(), v.clone()),
+            };
+            let grads = (out * weight.clone()).sum().backward();
+            [q, k, v].map(|x| x.grad(&grads).expect("a gradient for every input"))
+        };
+        let expected = grads_of(None);
+        let passes = BACKWARD_PASSES.load(Ordering::SeqCst);
+        for chunk in [1, 7, 37] {
+            for (name, (got, want)) in
+                ["q", "k", "v"].iter().zip(grads_of(Some(chunk)).into_iter().zip(expected.clone()))
+            {
+                let diff = max_abs_diff(got, want);
+                assert!(diff < 1e-4, "chunk {chunk}, d{name}: {diff}");
+            }
+        }
+        assert!(BACKWARD_PASSES.load(Ordering::SeqCst) >= passes + 3, "the hand-written backward pass ran");
+    }
+
+    #[test]
+    fn only_inputs_that_need_it_get_a_gradient() {
+        let device = Device::flex().autodiff();
+        let [q, k, v, _] = inputs(&device);
+        let q = q.require_grad();
+        let grads = chunked_attention(q.clone(), k.clone(), v.clone(), 4).sum().backward();
+        assert!(q.grad(&grads).is_some());
+        assert!(k.grad(&grads).is_none() && v.grad(&grads).is_none());
+    }
+
+    #[test]
+    fn chunks_keep_the_scores_within_the_budget() {
+        // Full size: 16 frames x 8 heads, 4096 tokens attending to 4096.
+        let rows = chunk_rows([16, 8, 4096, 40], 4096).expect("over the budget");
+        assert_eq!(rows, 128);
+        assert!(16 * 8 * rows * 4096 <= SCORE_BUDGET);
+        // The toy and tiny configs stay on Burn's op.
+        assert_eq!(chunk_rows([4, 2, 64, 8], 64), None);
+    }
+}

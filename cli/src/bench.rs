@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use avdm_import::{LoadOptions, load_pipeline, load_unet_motion_folder};
+use avdm_import::{load_pipeline, load_unet_motion_folder};
+use avdm_model::precision::{timestep_column, with_float_dtype};
 use avdm_model::sched::StudentConfig;
 use avdm_model::unet::chunked_attention::{SCORE_BUDGET, set_score_budget};
 use avdm_model::{UNetConfig, UNetMotionModel};
@@ -23,6 +24,7 @@ use serde::Serialize;
 use crate::device::parse_device;
 use crate::output::write_json_atomically;
 use crate::peak_memory::{PeakMemory, peak, reset_peak};
+use crate::precision::Precision;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,6 +76,9 @@ pub struct BenchArgs {
     /// auto, cpu, wgpu, vulkan or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Precision of the UNets (weights and activations) and of the end-to-end pipelines.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    dtype: Precision,
     /// Write the timings as JSON here too.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -109,11 +114,11 @@ fn time(
     Ok((sorted[sorted.len() / 2], runs, peak(device)))
 }
 
-fn unet(size: Size, device: &Device) -> anyhow::Result<(UNetMotionModel, UNetConfig)> {
-    Ok(match size {
+fn unet(size: Size, precision: Precision, device: &Device) -> anyhow::Result<(UNetMotionModel, UNetConfig)> {
+    let (net, config) = match size {
         Size::Tiny => {
             let dir = default_assets_dir().join("teacher/unet");
-            let loaded = load_unet_motion_folder(&dir, &LoadOptions::default(), device)
+            let loaded = load_unet_motion_folder(&dir, &precision.load_options(None), device)
                 .with_context(|| format!("loading the toy teacher's UNet {}", dir.display()))?;
             (loaded.model, loaded.config)
         }
@@ -121,18 +126,20 @@ fn unet(size: Size, device: &Device) -> anyhow::Result<(UNetMotionModel, UNetCon
             let config = UNetConfig::sd15_motion_v1_5_2();
             (UNetMotionModel::new(&config, device), config)
         }
-    })
+    };
+    Ok((with_float_dtype(net, precision.float_dtype()), config))
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let device = parse_device(&args.device)?;
+    let mut device = parse_device(&args.device)?;
+    args.dtype.configure(&mut device)?;
     let mut timings = Vec::new();
     let mut report = |t: Timing| {
         println!("{:<48} {:?}: {:.3} s (median of {}); {}", t.what, t.shape, t.median_s, t.runs.len(), t.memory);
         timings.push(t);
     };
     for &size in &args.size {
-        let (net, config) = unet(size, &device)?;
+        let (net, config) = unet(size, args.dtype, &device)?;
         let side = if size == Size::Tiny { args.tiny_side } else { args.full_side };
         let step = 1 << config.block_out_channels.len().saturating_sub(1);
         if side == 0 || side % step != 0 || args.frames == 0 || args.batch == 0 {
@@ -140,7 +147,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         let shape = [args.batch, config.in_channels, args.frames, side, side];
         let sample = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let t = Tensor::<1>::full([args.batch], 500.0, &device);
+        let t = timestep_column(&vec![500; args.batch], &device);
         let text = Tensor::<3>::random(
             [args.batch * args.frames, 77, config.cross_attention_dim],
             Distribution::Normal(0.0, 1.0),
@@ -159,7 +166,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         if args.backward {
             // Parameters tracked by autodiff are made on the autodiff device.
             let ad = device.clone().autodiff();
-            let (net, _) = unet(size, &ad)?;
+            let (net, _) = unet(size, args.dtype, &ad)?;
             let (sample, t, text) =
                 (sample.clone().to_device(&ad), t.clone().to_device(&ad), text.clone().to_device(&ad));
             for &attention in &args.attention {
@@ -180,7 +187,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.end_to_end {
         let teacher = default_assets_dir().join("teacher");
-        let loaded = load_pipeline(&teacher, None, &LoadOptions::default(), &device)?;
+        let loaded = args.dtype.apply(load_pipeline(&teacher, None, &args.dtype.load_options(None), &device)?);
         let latent = [8, 32, 32];
         let prompts = vec!["a red square moving left".to_string(); args.batch];
         let samplers = [
@@ -201,7 +208,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(out) = &args.out {
         let json = serde_json::json!({
-            "device": format!("{device:?}"), "repeat": args.repeat, "timings": timings,
+            "device": format!("{device:?}"), "dtype": args.dtype, "repeat": args.repeat, "timings": timings,
             "avdm_version": env!("CARGO_PKG_VERSION"),
         });
         write_json_atomically(out, &json)?;

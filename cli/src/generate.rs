@@ -4,9 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use avdm_import::{
-    AdapterSource, LoadOptions, LoadedPipeline, Video, VideoFormat, load_pipeline, read_student_config, write_video,
-};
+use avdm_import::{AdapterSource, LoadedPipeline, Video, VideoFormat, load_pipeline, read_student_config, write_video};
 use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::Sampler;
 use avdm_model::sched::{BetaSchedule, DdimConfig, DdimScheduler, StudentConfig, TimestepSpacing};
@@ -17,6 +15,7 @@ use serde::Serialize;
 
 use crate::device::parse_device;
 use crate::output::write_json_atomically;
+use crate::precision::Precision;
 
 /// Which sampler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -85,6 +84,10 @@ pub struct GenerateArgs {
     /// A diffusers weight variant, e.g. `fp16`.
     #[arg(long)]
     pub variant: Option<String>,
+    /// Precision of the UNet and the text encoder (weights and activations); the VAE decodes
+    /// in f32.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub dtype: Precision,
     #[arg(long, value_enum, default_value_t = SchedulerChoice::Animatediff)]
     pub scheduler: SchedulerChoice,
     /// Use the k-th from last text-encoder layer (diffusers' clip_skip).
@@ -196,12 +199,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let prompt = read_prompt(&args)?;
     VideoFormat::for_output(&args.out)?;
-    let device = parse_device(&args.device)?;
-    let options = LoadOptions { variant: args.variant.clone(), ..LoadOptions::default() };
+    let mut device = parse_device(&args.device)?;
+    args.dtype.configure(&mut device)?;
+    let options = args.dtype.load_options(args.variant.clone());
     let adapter = args.motion_adapter.as_deref().map(AdapterSource::from_path);
     eprintln!("loading {}", args.pipeline.display());
-    let mut loaded = load_pipeline(&args.pipeline, adapter.as_ref(), &options, &device)
+    let loaded = load_pipeline(&args.pipeline, adapter.as_ref(), &options, &device)
         .with_context(|| format!("loading the pipeline {}", args.pipeline.display()))?;
+    let mut loaded = args.dtype.apply(loaded);
     loaded.pipeline.clip_skip = args.clip_skip;
     loaded.pipeline.decode_chunk = args.decode_chunk;
     let (height, width) = check_shape(&args, &loaded)?;

@@ -13,6 +13,7 @@ mod inspect;
 mod interrupt;
 mod output;
 mod peak_memory;
+mod precision;
 mod train_judge;
 mod train_teacher;
 

@@ -245,8 +245,11 @@ fn check_positions(key: &str, tensor: &PackTensor, file: &Path, max_positions: u
     }
     let data = bridge::to_data(tensor).map_err(|e| err(e.to_string()))?.convert::<f32>();
     let saved: Vec<f32> = data.try_to_vec::<f32>().map_err(|e| err(format!("{e:?}")))?;
-    let computed: Vec<f32> =
-        frame_positions(dims[1], dims[2], &Device::flex()).into_data().try_to_vec::<f32>().expect("f32 table");
+    let computed: Vec<f32> = frame_positions(dims[1], dims[2], &Device::flex())
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("converted to f32");
     let worst = saved.iter().zip(&computed).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     // Half-precision files round the table (bf16: up to 4e-3); a wrong table is off by O(1).
     let tolerance = if matches!(tensor.dtype, DType::F32 | DType::F64) { 1e-5 } else { 1e-2 };

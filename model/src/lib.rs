@@ -9,6 +9,7 @@ pub mod error;
 pub mod i3d;
 pub mod noise;
 pub mod pipeline;
+pub mod precision;
 pub mod sched;
 pub mod unet;
 pub mod vae;

@@ -61,7 +61,7 @@ impl BasicTransformerBlock {
         let positions = (self.max_positions > 0).then(|| {
             let [_, s, dim] = x.dims();
             assert!(s <= self.max_positions, "{s} frames exceed the {} positions", self.max_positions);
-            frame_positions(s, dim, &x.device()).unsqueeze_dim::<3>(0)
+            frame_positions(s, dim, &x.device()).cast(x.dtype()).unsqueeze_dim::<3>(0)
         });
         let with_positions = |h: Tensor<3>| match &positions {
             Some(p) => h + p.clone(),

@@ -310,8 +310,9 @@ impl UNetMotionModel {
             got => return Err(InputError::Timesteps { got, batch }),
         };
         let t_dim = self.time_embedding.linear_1.weight.dims()[0];
+        // In f32, then in the weights' dtype (diffusers: `t_emb.to(dtype=sample.dtype)`).
         let t_emb = timestep_embedding(t, t_dim, self.flip_sin_to_cos, self.freq_shift);
-        let emb = self.time_embedding.forward(t_emb);
+        let emb = self.time_embedding.forward(t_emb.cast(self.time_embedding.linear_1.weight.val().dtype()));
         let [_, emb_dim] = emb.dims();
         let temb = emb.unsqueeze_dim::<3>(1).repeat_dim(1, frames).reshape([batch * frames, emb_dim]);
         Ok((x, Conditioning { temb, text, frames }))

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::device::parse_device;
 use crate::output::write_json_atomically;
 use crate::peak_memory::{PeakMemory, peak, reset_peak};
-use crate::precision::Precision;
+use crate::precision::{self, Precision};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,7 +77,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Precision of the UNets (weights and activations) and of the end-to-end pipelines.
-    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    #[arg(long, default_value_t = Precision::F32)]
     dtype: Precision,
     /// Write the timings as JSON here too.
     #[arg(long)]
@@ -118,7 +118,7 @@ fn unet(size: Size, precision: Precision, device: &Device) -> anyhow::Result<(UN
     let (net, config) = match size {
         Size::Tiny => {
             let dir = default_assets_dir().join("teacher/unet");
-            let loaded = load_unet_motion_folder(&dir, &precision.load_options(None), device)
+            let loaded = load_unet_motion_folder(&dir, &precision::load_options(precision, None), device)
                 .with_context(|| format!("loading the toy teacher's UNet {}", dir.display()))?;
             (loaded.model, loaded.config)
         }
@@ -131,8 +131,8 @@ fn unet(size: Size, precision: Precision, device: &Device) -> anyhow::Result<(UN
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let mut device = parse_device(&args.device)?;
-    args.dtype.configure(&mut device)?;
+    let device = parse_device(&args.device)?;
+    precision::configure(args.dtype, &device)?;
     let mut timings = Vec::new();
     let mut report = |t: Timing| {
         println!("{:<48} {:?}: {:.3} s (median of {}); {}", t.what, t.shape, t.median_s, t.runs.len(), t.memory);
@@ -187,7 +187,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.end_to_end {
         let teacher = default_assets_dir().join("teacher");
-        let loaded = args.dtype.apply(load_pipeline(&teacher, None, &args.dtype.load_options(None), &device)?);
+        let loaded = precision::apply(
+            args.dtype,
+            load_pipeline(&teacher, None, &precision::load_options(args.dtype, None), &device)?,
+        );
         let latent = [8, 32, 32];
         let prompts = vec!["a red square moving left".to_string(); args.batch];
         let samplers = [

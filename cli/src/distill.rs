@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
+use avdm_model::precision::Precision;
 use avdm_train::dashboard::Dashboard;
 use avdm_train::distill::distill;
 use avdm_train::distill_config::{DistillConfig, Losses};
@@ -41,6 +42,10 @@ pub struct DistillArgs {
     /// overrides the config).
     #[arg(long)]
     threads: Option<usize>,
+    /// Precision of the networks, their gradients and optimizer states (overrides the config's
+    /// dtype): f32, bf16 (CUDA) or f16.
+    #[arg(long)]
+    dtype: Option<Precision>,
     /// auto, cpu, wgpu, vulkan or cuda[:N]; a comma-separated list (`cuda:0,cuda:1`) splits
     /// every update's batch over several devices (data parallel), the first holding the networks.
     #[arg(long, default_value = "cpu")]
@@ -58,6 +63,7 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
     config.steps = args.steps.unwrap_or(config.steps);
     config.loss.losses = args.losses.unwrap_or(config.loss.losses);
     config.eval.clips = args.eval_clips.unwrap_or(config.eval.clips);
+    config.dtype = args.dtype.unwrap_or(config.dtype);
     let first_device = args.device.split(',').next().unwrap_or_default();
     config.threads = args.threads.unwrap_or_else(|| default_threads(first_device));
     config.validate()?;

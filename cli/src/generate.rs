@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::device::parse_device;
 use crate::output::write_json_atomically;
-use crate::precision::Precision;
+use crate::precision::{self, Precision};
 
 /// Which sampler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -86,7 +86,7 @@ pub struct GenerateArgs {
     pub variant: Option<String>,
     /// Precision of the UNet and the text encoder (weights and activations); the VAE decodes
     /// in f32.
-    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    #[arg(long, default_value_t = Precision::F32)]
     pub dtype: Precision,
     #[arg(long, value_enum, default_value_t = SchedulerChoice::Animatediff)]
     pub scheduler: SchedulerChoice,
@@ -199,14 +199,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let prompt = read_prompt(&args)?;
     VideoFormat::for_output(&args.out)?;
-    let mut device = parse_device(&args.device)?;
-    args.dtype.configure(&mut device)?;
-    let options = args.dtype.load_options(args.variant.clone());
+    let device = parse_device(&args.device)?;
+    precision::configure(args.dtype, &device)?;
+    let options = precision::load_options(args.dtype, args.variant.clone());
     let adapter = args.motion_adapter.as_deref().map(AdapterSource::from_path);
     eprintln!("loading {}", args.pipeline.display());
     let loaded = load_pipeline(&args.pipeline, adapter.as_ref(), &options, &device)
         .with_context(|| format!("loading the pipeline {}", args.pipeline.display()))?;
-    let mut loaded = args.dtype.apply(loaded);
+    let mut loaded = precision::apply(args.dtype, loaded);
     loaded.pipeline.clip_skip = args.clip_skip;
     loaded.pipeline.decode_chunk = args.decode_chunk;
     let (height, width) = check_shape(&args, &loaded)?;

@@ -124,6 +124,29 @@ fn distill_runs_on_the_shipped_teacher_and_refuses_bad_inputs() {
 }
 
 #[test]
+fn distill_trains_in_bf16_and_resumes_only_in_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let run = ["distill", "--steps", "1", "--eval-clips", "0", "--dtype", "bf16", "--out", path(&out)];
+    let (ok, stderr) = avdm(&run);
+    assert!(ok, "a one-step bf16 distillation failed:\n{stderr}");
+    let config = fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("dtype = \"bf16\""), "{config}");
+    let metrics = fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    for term in ["loss_adm", "loss_sdm", "loss_fake", "loss_disc", "grad_norm_student"] {
+        assert!(first[term].as_f64().is_some_and(f64::is_finite), "{term}: {first}");
+    }
+    assert!(out.join("student/unet").is_dir());
+    // The checkpoint holds bf16 weights: a resume must keep the precision.
+    let (ok, stderr) = avdm(&["distill", "--resume", "--steps", "2", "--dtype", "f32", "--out", path(&out)]);
+    assert!(!ok && stderr.contains("other settings") && !stderr.contains("panicked"), "{stderr}");
+    let (ok, stderr) = avdm(&["distill", "--resume", "--steps", "2", "--out", path(&out)]);
+    assert!(ok, "resuming in bf16 failed:\n{stderr}");
+    assert_fails(&["distill", "--dtype", "f64", "--out", path(&tmp.path().join("f64"))], "bf16");
+}
+
+#[test]
 fn distill_evaluates_the_student_during_the_run_and_against_the_teacher_at_the_end() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("small.toml");

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use avdm_model::precision::Precision;
 use avdm_model::unet::embeddings::frame_positions;
 use avdm_model::unet::{MotionAdapterConfig, PerBlock, UNet2DConditionConfig, UNetConfig, UNetMotionConfig};
 use avdm_model::{ConfigError, UNetMotionModel};
@@ -37,6 +38,13 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         Self { dtype: DType::F32, variant: None }
+    }
+}
+
+impl LoadOptions {
+    /// The weights read in `precision` (the device must compute in it: [`Precision::configure`]).
+    pub fn in_precision(precision: Precision) -> Self {
+        Self { dtype: precision.float_dtype().into(), variant: None }
     }
 }
 

@@ -4,7 +4,66 @@
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
-use burn::tensor::{DType, FloatDType};
+use burn::tensor::{DType, DeviceConfig, FloatDType};
+use serde::{Deserialize, Serialize};
+
+/// The float precision a run computes in (`--dtype`, a distillation's `dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// bfloat16: CUDA's native half type for training and sampling; emulated on the CPU.
+    Bf16,
+    /// IEEE half: on wgpu it needs the adapter's f16 support.
+    F16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    /// `f32`, `bf16` or `f16`.
+    fn from_str(name: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(name.into()))
+            .map_err(|_| format!("{name}: not one of f32, bf16, f16"))
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        })
+    }
+}
+
+impl Precision {
+    pub fn float_dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::Bf16 => FloatDType::BF16,
+            Precision::F16 => FloatDType::F16,
+        }
+    }
+
+    /// Makes this the default float dtype of `device` (and of its autodiff twin). A device's
+    /// defaults are fixed by the first tensor made there: configure it before anything else.
+    /// Succeeds at once when the device already computes in this precision.
+    pub fn configure(self, device: &Device) -> Result<(), String> {
+        let dtype = self.float_dtype();
+        if device.settings().float_dtype == dtype {
+            return Ok(());
+        }
+        if !device.supports_dtype(DType::from(dtype)) {
+            return Err(format!("{device:?} does not compute in {self} (bf16 is for CUDA; f32 runs everywhere)"));
+        }
+        device.clone().configure(DeviceConfig::default().float_dtype(dtype)).map_err(|e| {
+            format!("cannot make {self} the default of {device:?} (something was made there first): {e:?}")
+        })
+    }
+}
 
 /// Casts every float parameter of `module` to `dtype`; parameters that required a gradient
 /// still do (as fresh leaves).
@@ -51,9 +110,19 @@ mod tests {
     }
 
     #[test]
+    fn precisions_parse_and_print_their_names() {
+        for p in [Precision::F32, Precision::Bf16, Precision::F16] {
+            assert_eq!(p.to_string().parse::<Precision>(), Ok(p));
+        }
+        assert!("f64".parse::<Precision>().unwrap_err().contains("bf16"));
+        // The test device computes in f32 already: nothing to change.
+        assert_eq!(Precision::F32.configure(&Device::flex()), Ok(()));
+    }
+
+    #[test]
     fn timesteps_stay_exact() {
         let t = timestep_column(&[999, 1, 257], &Device::flex());
         assert_eq!(t.dtype(), DType::F32);
-        assert_eq!(t.into_data().to_vec::<f32>().unwrap(), vec![999.0, 1.0, 257.0]);
+        assert_eq!(t.into_data().try_to_vec::<f32>().unwrap(), vec![999.0, 1.0, 257.0]);
     }
 }

@@ -67,7 +67,8 @@ pub fn load_teacher_2d(
     match &config.models.teacher_2d {
         Some(dir) => {
             let s = read_scheduler(dir)?;
-            let unet = load_unet_2d(&dir.join("unet"), &LoadOptions::default(), device)?;
+            let options = LoadOptions::in_precision(config.dtype);
+            let unet = load_unet_2d(&dir.join("unet"), &options, device)?;
             let (video, image) = (&loaded.unet_config, &unet.config);
             let fits = [
                 ("in_channels", video.in_channels, image.in_channels),
@@ -222,9 +223,14 @@ pub fn distill(
     config.validate()?;
     let (device, replica_devices) =
         devices.split_first().ok_or_else(|| TrainError::setting("devices", "a distillation needs a device"))?;
+    for device in devices {
+        config.dtype.configure(device).map_err(|e| TrainError::setting("dtype", e))?;
+    }
+    let options = LoadOptions::in_precision(config.dtype);
     let teacher_dir = teacher_folder(config);
     let adapter = config.models.motion_adapter.as_deref().map(AdapterSource::from_path);
-    let loaded = load_pipeline(&teacher_dir, adapter.as_ref(), &LoadOptions::default(), device)?;
+    let mut loaded = load_pipeline(&teacher_dir, adapter.as_ref(), &options, device)?;
+    loaded.pipeline = loaded.pipeline.with_dtype(config.dtype.float_dtype());
     let video = video_parameterisation(&loaded)?;
     let (teacher_2d, image) = load_teacher_2d(config, &loaded, device)?;
     let student_config = StudentConfig { prediction_type: video.prediction, ..config.student.clone() };

@@ -7,6 +7,8 @@ use avdm_model::sched::StudentConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::adm::AdmTimesteps;
+use avdm_model::precision::Precision;
+
 use crate::discriminator::HeadConfig;
 use crate::distill_data::DataConfig;
 use crate::error::TrainError;
@@ -183,6 +185,9 @@ pub struct DistillConfig {
     /// CPU threads each update's batch is split over ([`crate::data_parallel`]); the result is
     /// the same up to float summation order.
     pub threads: usize,
+    /// The precision of every network's weights, gradients, optimizer states and activations
+    /// (`f32`; `bf16` on CUDA); the VAE encodes videos in f32.
+    pub dtype: Precision,
 }
 
 impl Default for DistillConfig {
@@ -206,6 +211,7 @@ impl Default for DistillConfig {
             sample_every: 500,
             eval: EvalConfig::default(),
             threads: 1,
+            dtype: Precision::F32,
         }
     }
 }

@@ -192,7 +192,9 @@ impl DistillData {
                 })?;
                 let mut real = Vec::new();
                 for (clips, captions) in clips.chunks(batch).zip(captions.chunks(batch)) {
-                    let clips = Tensor::stack::<5>(clips.to_vec(), 0).to_device(device);
+                    // The VAE encodes in f32; the networks take the device's dtype.
+                    let clips = Tensor::stack::<5>(clips.to_vec(), 0).cast(device.settings().float_dtype);
+                    let clips = clips.to_device(device);
                     real.push(RealBatch { clips, text: embed(captions)? });
                 }
                 IterationData { prompts: embed(&prompts)?, real }

@@ -4,6 +4,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 struct SquaredNorm<'a> {
     grads: &'a GradientsParams,
@@ -13,7 +14,8 @@ struct SquaredNorm<'a> {
 impl ModuleVisitor for SquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            let s = g.square().sum();
+            // In f32 whatever the gradients' dtype, as torch's clip_grad_norm_ does for bf16.
+            let s = g.cast(FloatDType::F32).square().sum();
             self.total = Some(match self.total.take() {
                 Some(t) => t + s,
                 None => s,

@@ -71,8 +71,9 @@ impl Judge {
         }
     }
 
-    /// Clips `(B, 3, F, H, W)` in `[-1, 1]`.
+    /// Clips `(B, 3, F, H, W)` in `[-1, 1]`, of any float dtype (the judge runs in its own).
     pub fn forward(&self, clips: Tensor<5>) -> Judgement {
+        let clips = clips.cast(self.conv1.weight.val().dtype());
         let convs = [&self.conv1, &self.conv2, &self.conv3, &self.conv4];
         let x = convs.iter().zip(&self.norms).fold(clips, |x, (conv, norm)| relu(norm.forward(conv.forward(x))));
         let [b, c, _, _, _] = x.dims();

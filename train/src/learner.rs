@@ -8,6 +8,7 @@
 
 use avdm_import::ClipTokenizer;
 use avdm_model::pipeline::repeat_per_frame;
+use avdm_model::precision::timestep_column as column;
 use avdm_model::sched::{NoiseSchedule, PredictionType, StudentSampler};
 use avdm_model::{ClipTextTransformer, UNetMotionModel};
 use burn::module::{Module, ParamGroup};
@@ -232,12 +233,6 @@ fn embed_on(
 ) -> Result<Tensor<3>, TrainError> {
     let ids = caption_ids(tokenizer, captions, &device.clone().without_autodiff())?;
     Ok(text_encoder.valid().embed(ids, 0)?)
-}
-
-/// Timesteps as a float column `(B,)` on `device`.
-fn column(timesteps: &[usize], device: &Device) -> Tensor<1> {
-    let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
-    Tensor::from_floats(t.as_slice(), device)
 }
 
 /// What a shard of the generator update returns beside its loss: its share of each loss term

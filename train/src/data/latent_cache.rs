@@ -245,7 +245,8 @@ pub fn clip_latents(vae: Option<&AutoencoderKL>, clip: &Clip, device: &Device) -
     let pixels = Tensor::<1>::from_floats(clip.data.as_slice(), device).reshape([3, f, s, s]);
     match vae {
         Some(vae) => {
-            let frames = pixels.permute([1, 0, 2, 3]);
+            // In the VAE's dtype (f32 even when the device defaults to bf16).
+            let frames = pixels.permute([1, 0, 2, 3]).cast(vae.encoder.conv_in.weight.val().dtype());
             let z = (vae.encode(frames).mean - vae.shift_factor) * vae.scaling_factor;
             z.permute([1, 0, 2, 3])
         }

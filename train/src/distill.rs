@@ -24,7 +24,7 @@ use crate::distill_data::{DistillData, TeacherInput};
 use crate::distill_eval::{ToyEval, append_row, with_unet};
 use crate::error::TrainError;
 use crate::eval::student_sampler;
-use crate::learner::{IterationReport, Learner, Networks, Optimizers, Parameterisation};
+use crate::learner::{FrozenReplica, IterationReport, Learner, Networks, Optimizers, Parameterisation};
 use crate::toy::assets::default_assets_dir;
 use burn::prelude::*;
 
@@ -262,7 +262,7 @@ pub fn distill(
         image,
         sampler,
         device: device.clone(),
-        replica_devices: replica_devices.to_vec(),
+        replicas: replica_devices.iter().map(|device| FrozenReplica::new(&run.nets, device)).collect(),
     };
     let vae_scale = loaded.vae_config.as_ref().map_or(1, |v| 1 << v.block_out_channels.len().saturating_sub(1));
     let teacher_input = TeacherInput { unet: &loaded.unet_config, vae: loaded.pipeline.vae.as_ref(), vae_scale };

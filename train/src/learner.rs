@@ -99,16 +99,23 @@ impl Networks {
     }
 }
 
-impl Networks {
-    /// A replica of every network on `device` (same parameter ids; frozen ones stay frozen).
-    pub fn fork(&self, device: &Device) -> Self {
+/// The frozen networks forked to a further device, once for a run: the part of a
+/// data-parallel replica that never changes ([`crate::data_parallel`]).
+pub struct FrozenReplica {
+    /// An autodiff device.
+    pub device: Device,
+    pub text_encoder: ClipTextTransformer,
+    pub teacher: UNetMotionModel,
+    pub teacher_2d: UNetMotionModel,
+}
+
+impl FrozenReplica {
+    pub fn new(nets: &Networks, device: &Device) -> Self {
         Self {
-            text_encoder: self.text_encoder.clone().fork(device),
-            teacher: self.teacher.clone().fork(device),
-            teacher_2d: self.teacher_2d.clone().fork(device),
-            student: self.student.clone().fork(device),
-            fake_score: self.fake_score.clone().fork(device),
-            head: self.head.clone().fork(device),
+            device: device.clone(),
+            text_encoder: nets.text_encoder.clone().fork(device),
+            teacher: nets.teacher.clone().fork(device),
+            teacher_2d: nets.teacher_2d.clone().fork(device),
         }
     }
 }
@@ -192,10 +199,9 @@ pub struct Learner<'a> {
     pub sampler: StudentSampler,
     /// The autodiff device the networks and the optimizers live on.
     pub device: Device,
-    /// Further autodiff devices (the other GPUs of the machine) that every update's batch is
-    /// also split over, each with its own replica of the networks ([`crate::data_parallel`]);
-    /// empty for one device.
-    pub replica_devices: Vec<Device>,
+    /// The frozen networks on further devices (the other GPUs of the machine) that every
+    /// update's batch is also split over ([`crate::data_parallel`]); empty for one device.
+    pub replicas: Vec<FrozenReplica>,
 }
 
 /// A value that must be finite, or the run stops at the last good checkpoint.
@@ -216,11 +222,29 @@ const SDM: u64 = 3;
 const FAKE_SCORE: u64 = 1 << 16;
 const DISCRIMINATOR: u64 = 1 << 32;
 
-/// The networks a shard runs with and their (autodiff) device.
+/// The networks a shard runs with (besides the one it trains) and their autodiff device.
 #[derive(Clone, Copy)]
 struct Replica<'a> {
-    nets: &'a Networks,
     device: &'a Device,
+    text_encoder: &'a ClipTextTransformer,
+    teacher: &'a UNetMotionModel,
+    teacher_2d: &'a UNetMotionModel,
+    fake_score: &'a UNetMotionModel,
+    head: &'a DiscriminatorHead,
+}
+
+impl<'a> Replica<'a> {
+    /// The main device's: `nets` themselves.
+    fn main(nets: &'a Networks, device: &'a Device) -> Self {
+        let Networks { text_encoder, teacher, teacher_2d, fake_score, head, .. } = nets;
+        Self { device, text_encoder, teacher, teacher_2d, fake_score, head }
+    }
+
+    /// A further device's: its frozen networks and this update's forks of the trained ones.
+    fn further(frozen: &'a FrozenReplica, (fake_score, head): &'a (UNetMotionModel, DiscriminatorHead)) -> Self {
+        let FrozenReplica { device, text_encoder, teacher, teacher_2d } = frozen;
+        Self { device, text_encoder, teacher, teacher_2d, fake_score, head }
+    }
 }
 
 /// Text embeddings `(B, L, D)` of `captions` by the frozen `text_encoder` on `device`, without
@@ -253,9 +277,22 @@ impl Learner<'_> {
         embed_on(self.tokenizer, text_encoder, captions, &self.device)
     }
 
+    /// The networks a shard on each device runs with: `nets` on the main device; on the others
+    /// the frozen replicas and `trained` (the fake score and the head forked at the start of the
+    /// iteration).
+    fn replicas<'a>(
+        &'a self,
+        nets: &'a Networks,
+        trained: &'a [(UNetMotionModel, DiscriminatorHead)],
+    ) -> Vec<Replica<'a>> {
+        std::iter::once(Replica::main(nets, &self.device))
+            .chain(self.replicas.iter().zip(trained).map(|(frozen, trained)| Replica::further(frozen, trained)))
+            .collect()
+    }
+
     /// The main device, then the replicas'.
     fn devices(&self) -> Vec<Device> {
-        std::iter::once(self.device.clone()).chain(self.replica_devices.iter().cloned()).collect()
+        std::iter::once(self.device.clone()).chain(self.replicas.iter().map(|r| r.device.clone())).collect()
     }
 
     /// Runs iteration `step`, updating `nets` and `optim`. Every update splits the batch over
@@ -282,11 +319,10 @@ impl Learner<'_> {
         }
         let devices = self.devices();
         let shards = split(batch, c.threads.max(1) * devices.len());
-        // The networks on each device; the main device's are `nets` themselves.
-        let replicas: Vec<Networks> = devices
-            .iter()
-            .enumerate()
-            .map(|(d, device)| if d == 0 { nets.clone() } else { nets.fork(device) })
+        // The fake score and the head as the generator update sees them (constants), on the
+        // other devices; the frozen networks were forked there once.
+        let trained: Vec<_> = (self.replicas.iter())
+            .map(|r| (nets.fake_score.clone().fork(&r.device), nets.head.clone().fork(&r.device)))
             .collect();
 
         // 1-4. The generator update on the student's own rollout, with gradient at a random step.
@@ -294,8 +330,9 @@ impl Learner<'_> {
             .random_range(0..self.sampler.timesteps.len());
         report.rollout_step = stop;
         let clip = [channels, frames, height, width];
+        let replicas = self.replicas(nets, &trained);
         let sharded = sharded_gradients(&nets.student, &shards, &devices, |student, shard, d| {
-            let on = Replica { nets: &replicas[d], device: &devices[d] };
+            let on = replicas[d];
             self.generator_shard(step, stop, student, on, data, shard, clip)
         })?;
         let sum = |term: fn(&GeneratorShard) -> Option<f64>| sharded.outputs.iter().map(term).sum::<Option<f64>>();
@@ -325,8 +362,10 @@ impl Learner<'_> {
             }
             if losses.uses_adm() {
                 let real = data.real.get(k).unwrap_or(&data.real[0]);
+                // The discriminator's shards use the replicas' frozen teacher only.
+                let replicas = self.replicas(nets, &trained);
                 let sharded = sharded_gradients(&nets.head, &shards, &devices, |head, shard, d| {
-                    let on = Replica { nets: &replicas[d], device: &devices[d] };
+                    let on = replicas[d];
                     self.discriminator_shard(step, k, head, on, real, (&generated, &data.prompts), shard)
                 })?;
                 disc_losses.push(finite(step, "discriminator loss", sharded.loss)?);
@@ -363,7 +402,7 @@ impl Learner<'_> {
         let c = self.config;
         let [channels, frames, height, width] = clip;
         let per_clip = [1, channels, frames, height, width];
-        let (nets, device) = (on.nets, on.device);
+        let device = on.device;
         let inner = device.clone().without_autodiff();
         let text = shard.rows(data.prompts.clone()).to_device(&inner);
         let text_frames = repeat_per_frame(text.clone(), frames);
@@ -398,8 +437,8 @@ impl Learner<'_> {
                 text: text_frames.clone().autodiff(),
             };
             // The gradient reaches the student through the clips only: the head is a constant.
-            let head = nets.head.clone().no_grad();
-            adm = Some(add(generator_adm_loss(&nets.teacher, &self.video.schedule, &head, judged)?, c.loss.lambda_adm));
+            let head = on.head.clone().no_grad();
+            adm = Some(add(generator_adm_loss(on.teacher, &self.video.schedule, &head, judged)?, c.loss.lambda_adm));
         }
         if c.loss.losses.uses_sdm() {
             let loss = self.sdm_loss(on, &generated, &text, &mut self.streams(step, SDM, shard))?;
@@ -453,20 +492,19 @@ impl Learner<'_> {
         let [n, ch, f, h, w] = x0.dims();
         let per = n / text.dims()[0];
         let timesteps = streams.timesteps(per, c.t_min, c.t_max);
-        let (nets, inner) = (on.nets, on.device.clone().without_autodiff());
+        let inner = on.device.clone().without_autodiff();
         let query = self.sdm_query();
         let noise = streams.normal([per, ch, f, h, w], &inner);
         let x_t = query.schedule.noise_batch(x0.clone().inner(), noise, &timesteps).x_t;
         let t = column(&timesteps, &inner);
-        let real_net = if self.video_sdm() { nets.teacher.valid() } else { nets.teacher_2d.valid() };
+        let real_net = if self.video_sdm() { on.teacher.valid() } else { on.teacher_2d.valid() };
         let mut real = real_net.forward(x_t.clone(), t.clone(), view_text.clone())?;
         if c.guidance > 1.0 {
-            let empty =
-                embed_on(self.tokenizer, &nets.text_encoder, &vec![String::new(); view_text.dims()[0]], &inner)?;
+            let empty = embed_on(self.tokenizer, on.text_encoder, &vec![String::new(); view_text.dims()[0]], &inner)?;
             let uncond = real_net.forward(x_t.clone(), t.clone(), empty)?;
             real = uncond.clone() + (real - uncond) * c.guidance;
         }
-        let fake = nets.fake_score.valid().forward(x_t.clone(), t, view_text)?;
+        let fake = on.fake_score.valid().forward(x_t.clone(), t, view_text)?;
         let frames = |x: Tensor<5>| x.permute([0, 2, 1, 3, 4]).reshape([n * f, ch, h, w]);
         let x0_real = query.x0(real, x_t.clone(), &timesteps);
         let x0_fake = query.x0(fake, x_t, &timesteps);
@@ -527,7 +565,7 @@ impl Learner<'_> {
         let real_batch = judged(real.clips.clone(), &real.text);
         let fake_batch = judged(generated.clone(), prompts);
         let (loss, (real_acc, fake_acc)) =
-            discriminator_adm_loss(&on.nets.teacher, &self.video.schedule, &head, real_batch, fake_batch)?;
+            discriminator_adm_loss(on.teacher, &self.video.schedule, &head, real_batch, fake_batch)?;
         let weight = shard.weight();
         Ok((loss * weight, (real_acc * weight as f64, fake_acc * weight as f64)))
     }

@@ -6,7 +6,7 @@ use avdm_model::sched::{NoiseSchedule, PredictionType, StudentConfig, StudentSam
 use avdm_train::discriminator::HeadConfig;
 use avdm_train::distill_config::{DistillConfig, Losses};
 use avdm_train::fake_score::trained_values;
-use avdm_train::learner::{IterationData, Learner, Networks, Optimizers, Parameterisation, RealBatch};
+use avdm_train::learner::{FrozenReplica, IterationData, Learner, Networks, Optimizers, Parameterisation, RealBatch};
 use avdm_train::teacher::{TextToVideo, caption_ids, init_image_model, init_motion_model};
 use avdm_train::toy::preset;
 use avdm_train::toy::vocabulary::write_tokenizer;
@@ -57,7 +57,7 @@ impl Fixture {
             image: parameterisation(NoiseSchedule::stable_diffusion()),
             sampler: StudentSampler::new(NoiseSchedule::animatediff(), &student_config).unwrap(),
             device: self.device.clone(),
-            replica_devices: Vec::new(),
+            replicas: Vec::new(),
         }
     }
 
@@ -169,8 +169,9 @@ fn a_batch_split_over_devices_trains_as_the_whole_batch() {
     let fixture = Fixture::new();
     let run = |replicas: usize| {
         let config = DistillConfig { batch: 3, threads: 1, ..config(Losses::AdmSdm2d) };
-        let learner = Learner { replica_devices: vec![fixture.device.clone(); replicas], ..fixture.learner(&config) };
         let mut nets = fixture.networks(&config);
+        let replicas = (0..replicas).map(|_| FrozenReplica::new(&nets, &fixture.device)).collect();
+        let learner = Learner { replicas, ..fixture.learner(&config) };
         let mut optim = Optimizers::new(&config.optim);
         let report = learner.iterate(0, &mut nets, &mut optim, &fixture.data(0, 3)).unwrap();
         (report, nets)

@@ -110,7 +110,10 @@ pub fn run(args: &EvalArgs, set: &PromptSet) -> anyhow::Result<()> {
             let loaded = load_pipeline(&model, adapter.as_ref(), &LoadOptions::default(), &device)
                 .with_context(|| format!("loading the model {}", model.display()))?;
             let scale = loaded.vae_config.as_ref().map_or(1, |v| 1 << v.block_out_channels.len().saturating_sub(1));
-            if args.height % scale != 0 || args.width % scale != 0 || args.frames < FVD_FRAMES && args.fvd {
+            if !args.height.is_multiple_of(scale)
+                || !args.width.is_multiple_of(scale)
+                || args.frames < FVD_FRAMES && args.fvd
+            {
                 bail!(
                     "--height and --width must be multiples of {scale} (the VAE's), and --frames at least {FVD_FRAMES} for FVD"
                 );

@@ -106,8 +106,7 @@ fn resumed_run_equals_uninterrupted_run() {
     let bytes = std::fs::read(&module).unwrap();
     std::fs::write(&module, &bytes[..bytes.len() / 2]).unwrap();
     let error = train_stage(&config(6, 0), Stage::Image, init, &tokenizer, &parts, true, &device(), &|| true)
-        .err()
-        .expect("a truncated checkpoint is an error")
+        .expect_err("a truncated checkpoint is an error")
         .to_string();
     assert!(error.contains("model.module.bpk"), "error does not name the file: {error}");
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use avdm_import::{AdapterSource, LoadOptions, LoadedPipeline, load_pipeline, read_student_config};
+use avdm_import::{AdapterSource, LoadedPipeline, load_pipeline, read_student_config};
 use avdm_model::pipeline::Sampler;
 use avdm_model::sched::StudentConfig;
 use avdm_train::data::prompt_set::{PromptCsv, PromptSet};
@@ -22,6 +22,7 @@ use clap::{Args, ValueEnum};
 
 use crate::device::{default_threads, parse_device};
 use crate::output::{write_atomically, write_json_atomically};
+use crate::precision::{self, Precision};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum SamplerKind {
@@ -117,6 +118,10 @@ pub struct EvalArgs {
     /// auto, cpu, wgpu, vulkan or cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub(crate) device: String,
+    /// Precision of the sampled model's UNet and text encoder (its VAE, the judge, I3D and
+    /// CLIP compute in f32).
+    #[arg(long, default_value_t = Precision::F32)]
+    pub(crate) dtype: Precision,
 }
 
 /// The prompt set of `--prompts`, its skipped rows reported.
@@ -205,12 +210,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         bail!("--clips must be at least 2");
     }
     let device = parse_device(&args.device)?;
+    precision::configure(args.dtype, &device)?;
     let assets = default_assets_dir();
     let model = args.model.clone().unwrap_or_else(|| assets.join("teacher"));
     let judge_dir = args.judge.clone().unwrap_or_else(|| assets.join("judge"));
     let adapter = args.motion_adapter.as_deref().map(AdapterSource::from_path);
-    let loaded = load_pipeline(&model, adapter.as_ref(), &LoadOptions::default(), &device)
+    let loaded = load_pipeline(&model, adapter.as_ref(), &precision::load_options(args.dtype, None), &device)
         .with_context(|| format!("loading the model {}", model.display()))?;
+    let loaded = precision::apply(args.dtype, loaded);
     let judge = Judge::load(&judge_dir, &device)?;
     let threads = args.threads.unwrap_or_else(|| default_threads(&args.device));
     if threads == 0 {

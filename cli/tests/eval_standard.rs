@@ -98,6 +98,15 @@ fn eval_measures_fvd_and_clipscore_of_a_model_and_of_a_folder() {
         assert!(fs::read_to_string(out.join("eval.md")).unwrap().contains("(4 real / 4 generated)"));
     }
 
+    // The same in bf16: the sampled model in bf16, the measures in f32.
+    let bf16_out = dir.join("model-bf16");
+    let bf16_args: Vec<&str> =
+        args.iter().map(|&a| if a == path(&out) { path(&bf16_out) } else { a }).chain(["--dtype", "bf16"]).collect();
+    let (ok, stderr) = avdm(&bf16_args);
+    assert!(ok, "eval --dtype bf16 failed:\n{stderr}");
+    let bf16_score = rows(&bf16_out)[0]["clipscore"].as_f64().unwrap();
+    assert!((bf16_score - score).abs() < 1.0, "CLIPScore {bf16_score} in bf16 against {score} in f32");
+
     // The real videos themselves as the "generated" folder: FVD 0, the CLIPScore of the videos.
     let real_dir = dir.join("as-generated");
     fs::create_dir(&real_dir).unwrap();

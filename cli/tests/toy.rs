@@ -92,6 +92,15 @@ fn eval_runs_on_the_shipped_assets() {
     }
     assert!(json["real_accuracy"].as_f64().unwrap() > 0.9, "the shipped judge misreads real clips");
     assert!(fs::read_to_string(out.join("eval.md")).unwrap().contains("| ddim-2 | 2 | 7.5 | 4 | 6 |"));
+    // The teacher in bf16 (the judge in f32) samples clips the judge still reads as the prompts'.
+    let bf16 = tmp.path().join("bf16");
+    let (ok, stderr) =
+        avdm(&["eval", "--steps", "2", "--clips", "6", "--batch", "2", "--dtype", "bf16", "--out", path(&bf16)]);
+    assert!(ok, "eval --dtype bf16 failed:\n{stderr}");
+    let bf16: serde_json::Value = serde_json::from_str(&fs::read_to_string(bf16.join("eval.json")).unwrap()).unwrap();
+    let (f32_row, bf16_row) = (&rows[0], &bf16["rows"][0]);
+    let accuracy = |row: &serde_json::Value| row["accuracy"].as_f64().unwrap();
+    assert!((accuracy(f32_row) - accuracy(bf16_row)).abs() <= 0.2, "{f32_row}\n{bf16_row}");
 }
 
 #[test]

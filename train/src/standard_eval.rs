@@ -103,6 +103,7 @@ pub fn cache_features(
         let video = match vae.filter(|_| channels != 3) {
             Some(vae) => {
                 let [_, c, f, h, w] = latents.dims();
+                let latents = latents.cast(vae.decoder.conv_in.weight.val().dtype());
                 let z = latents.permute([0, 2, 1, 3, 4]).reshape([f, c, h, w]) / vae.scaling_factor + vae.shift_factor;
                 let frames = vae.decode_chunked(z, 4).clamp(-1.0, 1.0);
                 let [_, rgb, height, width] = frames.dims();

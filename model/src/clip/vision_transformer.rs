@@ -22,9 +22,10 @@ pub struct ClipVisionEmbeddings {
 }
 
 impl ClipVisionEmbeddings {
-    /// `(B, C, S, S)` with `S = image_size` -> `(B, patches + 1, dim)`.
+    /// `(B, C, S, S)` with `S = image_size`, any float dtype -> `(B, patches + 1, dim)` in the
+    /// weights' dtype.
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
-        let patches = self.patch_embedding.forward(pixels);
+        let patches = self.patch_embedding.forward(pixels.cast(self.patch_embedding.weight.val().dtype()));
         let [b, dim, h, w] = patches.dims();
         let patches = patches.reshape([b, dim, h * w]).swap_dims(1, 2);
         let class = self.class_embedding.val().reshape([1, 1, dim]).expand([b, 1, dim]);

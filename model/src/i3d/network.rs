@@ -98,7 +98,9 @@ impl InceptionI3d {
 
     /// `(B, 3, T, H, W)` in `[-1, 1]` -> logits `(B, classes)`. `T`, `H`, `W` must be at least
     /// [`InceptionI3d::min_input`].
+    /// Any float dtype in; the network computes in its weights'.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<2> {
+        let x = x.cast(self.conv3d_1a_7x7.weight.val().dtype());
         let x = self.conv3d_1a_7x7.forward(x);
         let x = max_pool3d_same(x, [1, 3, 3], [1, 2, 2]);
         let x = self.conv3d_2c_3x3.forward(self.conv3d_2b_1x1.forward(x));

@@ -39,3 +39,34 @@ fn tiny_unet_matches_diffusers_on_wgpu() {
         assert_close(&format!("wgpu: {what}"), out.to_device(&avdm_tests::device()), expected, 1e-4);
     }
 }
+
+/// Chunked attention (a backend extension with a hand-written backward pass) on the cubecl
+/// backend, with autodiff: output and gradients against softmax attention on the CPU.
+#[test]
+fn chunked_attention_and_its_gradients_match_on_wgpu() {
+    use avdm_model::unet::chunked_attention::chunked_attention;
+    use burn::tensor::Distribution;
+    use burn::tensor::activation::softmax;
+
+    let cpu = Device::flex().autodiff();
+    let gpu = wgpu_device().autodiff();
+    let normal = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.5), &cpu);
+    let (q, k, v, weight) =
+        (normal([2, 2, 33, 8]), normal([2, 2, 20, 8]), normal([2, 2, 20, 8]), normal([2, 2, 33, 8]));
+    let run = |device: &Device, chunked: bool| {
+        let track = |x: &Tensor<4>| x.clone().detach().to_device(device).require_grad();
+        let (q, k, v) = (track(&q), track(&k), track(&v));
+        let out = if chunked {
+            chunked_attention(q.clone(), k.clone(), v.clone(), 6)
+        } else {
+            softmax(q.clone().matmul(k.clone().swap_dims(2, 3)) / (8f32).sqrt(), 3).matmul(v.clone())
+        };
+        let grads = (out.clone() * weight.clone().to_device(device)).sum().backward();
+        let grad = |x: &Tensor<4>| x.grad(&grads).expect("a gradient").to_device(&avdm_tests::device());
+        [out.inner().to_device(&avdm_tests::device()), grad(&q), grad(&k), grad(&v)]
+    };
+    let expected = run(&cpu, false);
+    for (name, (got, want)) in ["out", "dq", "dk", "dv"].iter().zip(run(&gpu, true).into_iter().zip(expected)) {
+        assert_close(&format!("wgpu chunked attention: {name}"), got, want, 1e-4);
+    }
+}

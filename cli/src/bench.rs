@@ -1,7 +1,8 @@
 //! `avdm bench`: timings on the chosen device, each the median of `--repeat` runs after one
 //! warm-up: the UNetMotionModel forward (and forward + backward) at tiny size (the shipped toy
 //! teacher's UNet) and full size (SD1.5 + motion adapter v1-5-2, random weights), and the toy
-//! teacher's 25-step CFG sampling against the 4-step student sampler end to end.
+//! teacher's 25-step CFG sampling against the 4-step student sampler end to end, and one
+//! distillation iteration of each size ([`crate::bench_distill`]).
 //! `tools/bench/bench_diffusers.py` times diffusers on the same shapes for the ratio.
 //! Every row also gives its peak memory (host resident set; the device allocator's reservation).
 
@@ -21,6 +22,7 @@ use burn::tensor::Distribution;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use crate::bench_distill::DistillStep;
 use crate::device::parse_device;
 use crate::output::write_json_atomically;
 use crate::peak_memory::{PeakMemory, peak, reset_peak};
@@ -73,6 +75,10 @@ pub struct BenchArgs {
     /// Also time the toy teacher's DDIM 25 steps with CFG against the 4-step student sampler.
     #[arg(long)]
     end_to_end: bool,
+    /// Also time one distillation iteration of each size on random data (the method's losses,
+    /// two fake-score and two discriminator updates; --batch clips of --frames frames).
+    #[arg(long)]
+    distill_step: bool,
     /// auto, cpu, wgpu, vulkan or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -183,6 +189,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 report(Timing { what, shape: shape.to_vec(), median_s, runs, memory });
             }
             set_score_budget(SCORE_BUDGET);
+        }
+        if args.distill_step {
+            let ad = device.clone().autodiff();
+            let mut step = DistillStep::new(size == Size::Full, args.batch, args.dtype, &ad)?;
+            let (median_s, runs, memory) = time(args.repeat, &ad, || step.run(1, args.frames, side, &ad))?;
+            let what = format!("{size:?} distillation iteration (ADM + 2D SDM)");
+            report(Timing { what, shape: shape.to_vec(), median_s, runs, memory });
         }
     }
     if args.end_to_end {

@@ -2,6 +2,7 @@
 
 mod allocator;
 mod bench;
+mod bench_distill;
 mod cache;
 mod convert;
 mod device;

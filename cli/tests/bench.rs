@@ -12,12 +12,14 @@ fn bench_times_the_tiny_unet_and_refuses_bad_shapes() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("bench.json");
     let args = ["bench", "--size", "tiny", "--frames", "2", "--tiny-side", "16", "--repeat", "2", "--backward"];
-    let (ok, stderr) = avdm(&[&args[..], &["--attention", "chunked,burn", "--out", out.to_str().unwrap()]].concat());
+    let extra = ["--attention", "chunked,burn", "--distill-step", "--out", out.to_str().unwrap()];
+    let (ok, stderr) = avdm(&[&args[..], &extra[..]].concat());
     assert!(ok, "{stderr}");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let timings = json["timings"].as_array().unwrap();
-    assert_eq!(timings.len(), 3, "forward, forward + backward with each attention");
+    assert_eq!(timings.len(), 4, "forward, forward + backward with each attention, a distillation iteration");
     assert!(timings[2]["what"].as_str().unwrap().contains("Burn attention"), "{}", timings[2]);
+    assert!(timings[3]["what"].as_str().unwrap().contains("distillation iteration"), "{}", timings[3]);
     for t in timings {
         assert_eq!(t["shape"], serde_json::json!([1, 3, 2, 16, 16]));
         assert_eq!(t["runs"].as_array().unwrap().len(), 2);

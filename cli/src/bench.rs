@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use avdm_import::{load_pipeline, load_unet_motion_folder};
-use avdm_model::precision::{timestep_column, with_float_dtype};
+use avdm_import::{LoadOptions, load_pipeline, load_unet_motion_folder};
+use avdm_model::precision::{Precision, timestep_column, with_float_dtype};
 use avdm_model::sched::StudentConfig;
 use avdm_model::unet::chunked_attention::{SCORE_BUDGET, set_score_budget};
 use avdm_model::{UNetConfig, UNetMotionModel};
@@ -23,10 +23,9 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::bench_distill::DistillStep;
-use crate::device::parse_device;
+use crate::device::{configure_dtype, parse_device};
 use crate::output::write_json_atomically;
 use crate::peak_memory::{PeakMemory, peak, reset_peak};
-use crate::precision::{self, Precision};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -124,7 +123,7 @@ fn unet(size: Size, precision: Precision, device: &Device) -> anyhow::Result<(UN
     let (net, config) = match size {
         Size::Tiny => {
             let dir = default_assets_dir().join("teacher/unet");
-            let loaded = load_unet_motion_folder(&dir, &precision::load_options(precision, None), device)
+            let loaded = load_unet_motion_folder(&dir, &LoadOptions::in_precision(precision), device)
                 .with_context(|| format!("loading the toy teacher's UNet {}", dir.display()))?;
             (loaded.model, loaded.config)
         }
@@ -138,7 +137,7 @@ fn unet(size: Size, precision: Precision, device: &Device) -> anyhow::Result<(UN
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
-    precision::configure(args.dtype, &device)?;
+    configure_dtype(args.dtype, &device)?;
     let mut timings = Vec::new();
     let mut report = |t: Timing| {
         println!("{:<48} {:?}: {:.3} s (median of {}); {}", t.what, t.shape, t.median_s, t.runs.len(), t.memory);
@@ -200,10 +199,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.end_to_end {
         let teacher = default_assets_dir().join("teacher");
-        let loaded = precision::apply(
-            args.dtype,
-            load_pipeline(&teacher, None, &precision::load_options(args.dtype, None), &device)?,
-        );
+        let loaded = load_pipeline(&teacher, None, &LoadOptions::in_precision(args.dtype), &device)?;
         let latent = [8, 32, 32];
         let prompts = vec!["a red square moving left".to_string(); args.batch];
         let samplers = [

@@ -4,8 +4,9 @@
 //! nothing to download, so it runs on a bare GPU machine).
 
 use anyhow::Context;
-use avdm_import::{ClipTokenizer, load_pipeline};
+use avdm_import::{ClipTokenizer, LoadOptions, load_pipeline};
 use avdm_model::clip::{ClipTextConfig, ClipTextTransformer};
+use avdm_model::precision::Precision;
 use avdm_model::sched::{NoiseSchedule, PredictionType, StudentConfig, StudentSampler};
 use avdm_model::{UNetConfig, UNetMotionModel};
 use avdm_train::distill_config::DistillConfig;
@@ -13,8 +14,6 @@ use avdm_train::learner::{IterationData, Learner, Networks, Optimizers, Paramete
 use avdm_train::toy::assets::default_assets_dir;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-
-use crate::precision::{self, Precision};
 
 /// The networks and settings of one distillation step at `full` or tiny size, on `device`
 /// (autodiff), with batch `batch` and `dtype`.
@@ -37,7 +36,7 @@ impl DistillStep {
             let text = ClipTextTransformer::new(&ClipTextConfig::vit_l14(), device);
             (text, UNetMotionModel::new(&unet_config, device), unet_config.in_channels)
         } else {
-            let options = precision::load_options(dtype, None);
+            let options = LoadOptions::in_precision(dtype);
             let loaded = load_pipeline(&teacher, None, &options, device)
                 .with_context(|| format!("loading the toy teacher {}", teacher.display()))?;
             let channels = loaded.unet_config.in_channels;

@@ -1,6 +1,7 @@
 //! `--device auto|cpu|wgpu|vulkan|cuda[:N]`: the Burn device a command runs on.
 
 use anyhow::bail;
+use avdm_model::precision::Precision;
 use burn::prelude::Device;
 
 /// Resolves a `--device` value. `auto` takes the first GPU backend this binary was built with
@@ -26,6 +27,12 @@ pub fn parse_device(name: &str) -> anyhow::Result<Device> {
 /// command splits its batch over, the first holding the networks.
 pub fn parse_devices(list: &str) -> anyhow::Result<Vec<Device>> {
     list.split(',').map(|name| parse_device(name.trim())).collect()
+}
+
+/// Makes `precision` (`--dtype`) the default float dtype of `device`: before anything is
+/// created there.
+pub fn configure_dtype(precision: Precision, device: &Device) -> anyhow::Result<()> {
+    precision.configure(device).map_err(|e| anyhow::anyhow!("--dtype {precision}: {e}"))
 }
 
 /// Worker threads for data-parallel CPU training on the device `--device name` picks: the

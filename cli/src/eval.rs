@@ -7,8 +7,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use avdm_import::{AdapterSource, LoadedPipeline, load_pipeline, read_student_config};
+use avdm_import::{AdapterSource, LoadOptions, LoadedPipeline, load_pipeline, read_student_config};
 use avdm_model::pipeline::Sampler;
+use avdm_model::precision::Precision;
 use avdm_model::sched::StudentConfig;
 use avdm_train::data::prompt_set::{PromptCsv, PromptSet};
 use avdm_train::eval::{
@@ -20,9 +21,8 @@ use avdm_train::toy::assets::default_assets_dir;
 use avdm_train::toy::world::Attributes;
 use clap::{Args, ValueEnum};
 
-use crate::device::{default_threads, parse_device};
+use crate::device::{configure_dtype, default_threads, parse_device};
 use crate::output::{write_atomically, write_json_atomically};
-use crate::precision::{self, Precision};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum SamplerKind {
@@ -210,14 +210,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         bail!("--clips must be at least 2");
     }
     let device = parse_device(&args.device)?;
-    precision::configure(args.dtype, &device)?;
+    configure_dtype(args.dtype, &device)?;
     let assets = default_assets_dir();
     let model = args.model.clone().unwrap_or_else(|| assets.join("teacher"));
     let judge_dir = args.judge.clone().unwrap_or_else(|| assets.join("judge"));
     let adapter = args.motion_adapter.as_deref().map(AdapterSource::from_path);
-    let loaded = load_pipeline(&model, adapter.as_ref(), &precision::load_options(args.dtype, None), &device)
+    let loaded = load_pipeline(&model, adapter.as_ref(), &LoadOptions::in_precision(args.dtype), &device)
         .with_context(|| format!("loading the model {}", model.display()))?;
-    let loaded = precision::apply(args.dtype, loaded);
     let judge = Judge::load(&judge_dir, &device)?;
     let threads = args.threads.unwrap_or_else(|| default_threads(&args.device));
     if threads == 0 {

@@ -20,10 +20,9 @@ use avdm_train::standard_eval::{
 };
 use burn::prelude::*;
 
-use crate::device::parse_device;
+use crate::device::{configure_dtype, parse_device};
 use crate::eval::{EvalArgs, samplers};
 use crate::output::{write_atomically, write_json_atomically};
-use crate::precision;
 
 /// The networks `--fvd` and `--clipscore` ask for.
 fn measures(args: &EvalArgs, device: &Device) -> anyhow::Result<StandardMeasures> {
@@ -84,7 +83,7 @@ fn real(
 
 pub fn run(args: &EvalArgs, set: &PromptSet) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
-    precision::configure(args.dtype, &device)?;
+    configure_dtype(args.dtype, &device)?;
     let measures = measures(args, &device)?;
     let real = real(args, set, &measures, &device)?;
     let prompts: Vec<String> = set.prompts.iter().map(|p| p.caption.clone()).collect();
@@ -109,10 +108,9 @@ pub fn run(args: &EvalArgs, set: &PromptSet) -> anyhow::Result<()> {
         None => {
             let model = args.model.clone().context("--fvd / --clipscore: pass --model PIPELINE or --videos DIR")?;
             let adapter = args.motion_adapter.as_deref().map(AdapterSource::from_path);
-            let options = precision::load_options(args.dtype, None);
+            let options = LoadOptions::in_precision(args.dtype);
             let loaded = load_pipeline(&model, adapter.as_ref(), &options, &device)
                 .with_context(|| format!("loading the model {}", model.display()))?;
-            let loaded = precision::apply(args.dtype, loaded);
             let scale = loaded.vae_config.as_ref().map_or(1, |v| 1 << v.block_out_channels.len().saturating_sub(1));
             if !args.height.is_multiple_of(scale)
                 || !args.width.is_multiple_of(scale)

@@ -4,18 +4,20 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use avdm_import::{AdapterSource, LoadedPipeline, Video, VideoFormat, load_pipeline, read_student_config, write_video};
+use avdm_import::{
+    AdapterSource, LoadOptions, LoadedPipeline, Video, VideoFormat, load_pipeline, read_student_config, write_video,
+};
 use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::Sampler;
+use avdm_model::precision::Precision;
 use avdm_model::sched::{BetaSchedule, DdimConfig, DdimScheduler, StudentConfig, TimestepSpacing};
 use avdm_train::eval::student_sampler;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::device::parse_device;
+use crate::device::{configure_dtype, parse_device};
 use crate::output::write_json_atomically;
-use crate::precision::{self, Precision};
 
 /// Which sampler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -200,13 +202,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let prompt = read_prompt(&args)?;
     VideoFormat::for_output(&args.out)?;
     let device = parse_device(&args.device)?;
-    precision::configure(args.dtype, &device)?;
-    let options = precision::load_options(args.dtype, args.variant.clone());
+    configure_dtype(args.dtype, &device)?;
+    let options = LoadOptions { variant: args.variant.clone(), ..LoadOptions::in_precision(args.dtype) };
     let adapter = args.motion_adapter.as_deref().map(AdapterSource::from_path);
     eprintln!("loading {}", args.pipeline.display());
-    let loaded = load_pipeline(&args.pipeline, adapter.as_ref(), &options, &device)
+    let mut loaded = load_pipeline(&args.pipeline, adapter.as_ref(), &options, &device)
         .with_context(|| format!("loading the pipeline {}", args.pipeline.display()))?;
-    let mut loaded = precision::apply(args.dtype, loaded);
     loaded.pipeline.clip_skip = args.clip_skip;
     loaded.pipeline.decode_chunk = args.decode_chunk;
     let (height, width) = check_shape(&args, &loaded)?;

@@ -14,7 +14,6 @@ mod inspect;
 mod interrupt;
 mod output;
 mod peak_memory;
-mod precision;
 mod train_judge;
 mod train_teacher;
 

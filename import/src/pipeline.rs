@@ -17,6 +17,7 @@ use avdm_model::pipeline::VideoPipeline;
 use avdm_model::sched::DdimConfig;
 use avdm_model::vae::VaeConfig;
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use crate::clip::load_clip_text;
 use crate::error::ImportError;
@@ -109,7 +110,9 @@ fn unet_is_motion(unet_dir: &Path) -> Result<bool, ImportError> {
 }
 
 /// Loads a pipeline folder with its motion modules from `adapter`, or from the folder itself
-/// when its UNet already has them (or it holds a `motion_adapter/` component).
+/// when its UNet already has them (or it holds a `motion_adapter/` component). The UNet and
+/// the text encoder take `options.dtype`; the VAE is always f32 (it encodes and decodes in f32
+/// whatever the denoiser's precision, as diffusers' `upcast_vae`).
 pub fn load_pipeline(
     folder: &Path,
     adapter: Option<&AdapterSource>,
@@ -134,7 +137,8 @@ pub fn load_pipeline(
             ));
         }
     };
-    let vae = if has_vae(&index) { Some(load_vae(&folder.join("vae"), options, device)?) } else { None };
+    let vae_options = LoadOptions { dtype: DType::F32, ..options.clone() };
+    let vae = if has_vae(&index) { Some(load_vae(&folder.join("vae"), &vae_options, device)?) } else { None };
     let text = load_clip_text(&folder.join("text_encoder"), options, device)?;
     let (text_width, cross) = (text.config.hidden_size, unet.config.cross_attention_dim);
     if text_width != cross {

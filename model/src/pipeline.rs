@@ -6,7 +6,7 @@ use burn::tensor::FloatDType;
 
 use crate::clip::{ClipInputError, ClipTextTransformer};
 use crate::noise::NoiseSource;
-use crate::precision::{timestep_column, with_float_dtype};
+use crate::precision::timestep_column;
 use crate::sched::{DdimScheduler, StudentSampler};
 use crate::unet::{InputError, UNetMotionModel};
 use crate::vae::AutoencoderKL;
@@ -95,18 +95,6 @@ impl VideoPipeline {
         self.vae.as_ref().map_or(self.unet.in_channels, |vae| vae.latent_channels())
     }
 
-    /// The text encoder and the UNet with their weights in `dtype` (run them on a device whose
-    /// default float dtype is `dtype`), the VAE in f32 (diffusers' `upcast_vae`: it decodes f32
-    /// latents whatever the denoiser's precision).
-    pub fn with_dtype(self, dtype: FloatDType) -> Self {
-        Self {
-            text_encoder: with_float_dtype(self.text_encoder, dtype),
-            unet: with_float_dtype(self.unet, dtype),
-            vae: self.vae.map(|vae| with_float_dtype(vae, FloatDType::F32)),
-            ..self
-        }
-    }
-
     /// Token ids `(B, 77)` of the prompts and, for guidance, of the negative prompts.
     pub fn encode_prompts(
         &self,
@@ -189,7 +177,7 @@ impl VideoPipeline {
 
     /// Clean latents `(B, C, F, h, w)` -> frames `(B, F, 3, H, W)` in `[0, 1]`, decoded
     /// `decode_chunk` frames at a time (pixel-space models: the samples themselves, rescaled),
-    /// in f32 whatever the latents' dtype (the VAE must be in f32: [`VideoPipeline::with_dtype`]).
+    /// in f32 whatever the latents' dtype (the VAE is f32: `avdm_import::load_pipeline`).
     pub fn decode(&self, latents: Tensor<5>) -> Tensor<5> {
         let [b, c, f, h, w] = latents.dims();
         let frames = latents.cast(FloatDType::F32).permute([0, 2, 1, 3, 4]);

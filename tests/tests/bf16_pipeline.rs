@@ -1,5 +1,5 @@
-//! The tiny AnimateDiff pipeline with its UNet and text encoder in bf16 on a bf16 device, the
-//! VAE decoding in f32, against diffusers' f32 run (tests/fixtures/tiny_pipeline). Its own test
+//! The tiny AnimateDiff pipeline loaded in bf16 on a bf16 device (UNet and text encoder in
+//! bf16, the VAE decoding in f32), against diffusers' f32 run (tests/fixtures/tiny_pipeline). Its own test
 //! binary: a device's default dtype is set once per process.
 
 use avdm_import::{AdapterSource, LoadOptions, load_pipeline};
@@ -16,7 +16,8 @@ fn the_tiny_pipeline_in_bf16_stays_close_to_diffusers_in_f32() {
     let adapter = AdapterSource::Folder(fixture("tiny_pipeline/motion_adapter"));
     let options = LoadOptions { dtype: DType::BF16, ..LoadOptions::default() };
     let loaded = load_pipeline(&fixture("tiny_pipeline/sd"), Some(&adapter), &options, &device).expect("tiny pipeline");
-    let pipeline = loaded.pipeline.with_dtype(FloatDType::BF16);
+    // The UNet and the text encoder in bf16; the VAE stays f32 (diffusers' upcast_vae).
+    let pipeline = &loaded.pipeline;
     assert_eq!(pipeline.unet.conv_in.weight.val().dtype(), DType::BF16);
     let vae = pipeline.vae.as_ref().expect("a VAE");
     assert_eq!(vae.decoder.conv_in.weight.val().dtype(), DType::F32);

@@ -229,8 +229,7 @@ pub fn distill(
     let options = LoadOptions::in_precision(config.dtype);
     let teacher_dir = teacher_folder(config);
     let adapter = config.models.motion_adapter.as_deref().map(AdapterSource::from_path);
-    let mut loaded = load_pipeline(&teacher_dir, adapter.as_ref(), &options, device)?;
-    loaded.pipeline = loaded.pipeline.with_dtype(config.dtype.float_dtype());
+    let loaded = load_pipeline(&teacher_dir, adapter.as_ref(), &options, device)?;
     let video = video_parameterisation(&loaded)?;
     let (teacher_2d, image) = load_teacher_2d(config, &loaded, device)?;
     let student_config = StudentConfig { prediction_type: video.prediction, ..config.student.clone() };

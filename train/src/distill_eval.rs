@@ -98,11 +98,9 @@ pub fn append_row(path: &Path, row: &EvalRow) -> Result<(), TrainError> {
 pub fn final_table(config: &DistillConfig, out: &Path, device: &Device) -> Result<Option<String>, TrainError> {
     let Some(eval) = ToyEval::for_run(config, true, device)? else { return Ok(None) };
     let options = LoadOptions::in_precision(config.dtype);
-    let mut teacher = load_pipeline(&teacher_folder(config), None, &options, device)?;
-    teacher.pipeline = teacher.pipeline.with_dtype(config.dtype.float_dtype());
+    let teacher = load_pipeline(&teacher_folder(config), None, &options, device)?;
     let student_dir = out.join("student");
-    let mut student = load_pipeline(&student_dir, None, &options, device)?;
-    student.pipeline = student.pipeline.with_dtype(config.dtype.float_dtype());
+    let student = load_pipeline(&student_dir, None, &options, device)?;
     let trained = read_student_config(&student_dir)?.unwrap_or_else(|| config.student.clone());
     let mut runs: Vec<(String, &VideoPipeline, &ClipTokenizer, Sampler)> = Vec::new();
     for &steps in &config.eval.teacher_steps {

@@ -16,7 +16,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::prelude::*;
-use burn::tensor::Slice;
+use burn::tensor::{FloatDType, Slice};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Score elements (`batch x heads x rows x keys`) one chunk may hold by default: 2^26,
@@ -92,7 +92,8 @@ pub fn chunk_rows(q_dims: [usize; 4], keys: usize) -> Option<usize> {
     (per_row.saturating_mul(s) > budget).then(|| (budget / per_row).max(1))
 }
 
-/// What the backward pass keeps: the inputs, the output and each row's log-sum-exp `(N, H, S, 1)`.
+/// What the backward pass keeps: the inputs, the output and each row's log-sum-exp
+/// `(N, H, S, 1)` (f32).
 #[derive(Debug, Clone)]
 struct AttentionState<B: Backend> {
     q: FloatTensor<B>,
@@ -137,27 +138,39 @@ fn chunk_starts(total: usize, chunk: usize) -> impl Iterator<Item = (usize, usiz
     (0..total).step_by(chunk).map(move |start| (start, (start + chunk).min(total)))
 }
 
-/// `scale * q kᵀ` for one chunk of rows: `(N, H, c, L)`.
+/// `scale * q kᵀ` for one chunk of rows, in f32: `(N, H, c, L)`.
 fn scores<B: Backend>(q: FloatTensor<B>, k: &FloatTensor<B>, scale: f32) -> FloatTensor<B> {
-    B::float_mul_scalar(B::float_matmul(q, B::float_transpose(k.clone())), scale.into())
+    f32_of::<B>(B::float_mul_scalar(B::float_matmul(q, B::float_transpose(k.clone())), scale.into()))
 }
 
-/// The output `(N, H, S, D)` and the log-sum-exp of each row's scores `(N, H, S, 1)`.
+/// The softmax statistics (max, exponentials, sums, log-sum-exp) are kept in f32 whatever the
+/// inputs' dtype, as flash attention accumulates: a bf16 log-sum-exp of ~10 is off by 0.03,
+/// which would put every recomputed probability off by 3 %.
+fn f32_of<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    B::float_cast(x, FloatDType::F32)
+}
+
+fn dtype_of<B: Backend>(x: &FloatTensor<B>) -> FloatDType {
+    x.dtype().into()
+}
+
+/// The output `(N, H, S, D)` in the inputs' dtype and the log-sum-exp of each row's scores
+/// `(N, H, S, 1)` in f32.
 fn forward_with_lse<B: Backend>(
     q: FloatTensor<B>,
     k: FloatTensor<B>,
     v: FloatTensor<B>,
     chunk: usize,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
-    let scale = scale_of::<B>(&q);
+    let (scale, dtype) = (scale_of::<B>(&q), dtype_of::<B>(&v));
     let (outs, lses): (Vec<_>, Vec<_>) = chunk_starts(q.shape()[2], chunk)
         .map(|(start, end)| {
             let s = scores::<B>(rows::<B>(&q, start, end), &k, scale);
             let max = B::float_max_dim(s.clone(), 3);
             let p = B::float_exp(B::float_sub(s, max.clone()));
             let sum = B::float_sum_dim(p.clone(), 3);
-            let out = B::float_div(B::float_matmul(p, v.clone()), sum.clone());
-            (out, B::float_add(max, B::float_log(sum)))
+            let probabilities = B::float_cast(B::float_div(p, sum.clone()), dtype);
+            (B::float_matmul(probabilities, v.clone()), B::float_add(max, B::float_log(sum)))
         })
         .unzip();
     (B::float_cat(outs, 2), B::float_cat(lses, 2))
@@ -168,8 +181,8 @@ fn forward_with_lse<B: Backend>(
 /// `dq = scale dS k`, `dk = scale dSᵀ q`, one chunk of rows at a time.
 fn backward<B: Backend>(state: AttentionState<B>, grad: FloatTensor<B>) -> [FloatTensor<B>; 3] {
     let AttentionState { q, k, v, out, lse, chunk } = state;
-    let scale = scale_of::<B>(&q);
-    let delta = B::float_sum_dim(B::float_mul(grad.clone(), out), 3);
+    let (scale, dtype) = (scale_of::<B>(&q), dtype_of::<B>(&v));
+    let delta = B::float_sum_dim(B::float_mul(f32_of::<B>(grad.clone()), f32_of::<B>(out)), 3);
     let mut dk = None;
     let mut dv = None;
     let mut dqs = Vec::new();
@@ -177,10 +190,11 @@ fn backward<B: Backend>(state: AttentionState<B>, grad: FloatTensor<B>) -> [Floa
         let q_rows = rows::<B>(&q, start, end);
         let grad_rows = rows::<B>(&grad, start, end);
         let p = B::float_exp(B::float_sub(scores::<B>(q_rows.clone(), &k, scale), rows::<B>(&lse, start, end)));
-        dv = accumulate::<B>(dv, B::float_matmul(B::float_transpose(p.clone()), grad_rows.clone()));
-        let dp = B::float_matmul(grad_rows, B::float_transpose(v.clone()));
+        let p_in = B::float_cast(p.clone(), dtype);
+        dv = accumulate::<B>(dv, B::float_matmul(B::float_transpose(p_in), grad_rows.clone()));
+        let dp = f32_of::<B>(B::float_matmul(grad_rows, B::float_transpose(v.clone())));
         let ds = B::float_mul(p, B::float_sub(dp, rows::<B>(&delta, start, end)));
-        let ds = B::float_mul_scalar(ds, scale.into());
+        let ds = B::float_cast(B::float_mul_scalar(ds, scale.into()), dtype);
         dqs.push(B::float_matmul(ds.clone(), k.clone()));
         dk = accumulate::<B>(dk, B::float_matmul(B::float_transpose(ds), q_rows));
     }
@@ -261,6 +275,35 @@ mod tests {
             }
         }
         assert!(BACKWARD_PASSES.load(Ordering::SeqCst) >= passes + 3, "the hand-written backward pass ran");
+    }
+
+    #[test]
+    fn bf16_inputs_give_bf16_results_close_to_f32() {
+        let device = Device::flex().autodiff();
+        let [q, k, v, weight] = inputs(&device);
+        let half = |x: &Tensor<4>| x.clone().cast(FloatDType::BF16).detach().require_grad();
+        let (qh, kh, vh) = (half(&q), half(&k), half(&v));
+        let out = chunked_attention(qh.clone(), kh.clone(), vh.clone(), 5);
+        assert_eq!(out.dtype(), burn::tensor::DType::BF16);
+        let grads = (out.clone() * weight.clone().cast(FloatDType::BF16)).sum().backward();
+        let (q, k, v) = (q.require_grad(), k.require_grad(), v.require_grad());
+        let expected = reference(q.clone(), k.clone(), v.clone());
+        let expected_grads = (expected.clone() * weight).sum().backward();
+        // Relative to the largest value: bf16 rounds the inputs by up to 2^-9.
+        let relative = |got: Tensor<4>, want: Tensor<4>| {
+            let scale = want.clone().abs().max().into_scalar::<f32>();
+            max_abs_diff(got.cast(FloatDType::F32), want) / scale
+        };
+        let worst = relative(out.inner(), expected.inner());
+        eprintln!("bf16 chunked attention: output {worst:.1e} of its largest value");
+        assert!(worst < 0.03, "output: {worst}");
+        for (name, half, full) in [("q", &qh, &q), ("k", &kh, &k), ("v", &vh, &v)] {
+            let got = half.grad(&grads).expect("a gradient");
+            assert_eq!(got.dtype(), burn::tensor::DType::BF16, "d{name}");
+            let worst = relative(got, full.grad(&expected_grads).expect("a gradient"));
+            eprintln!("bf16 chunked attention: d{name} {worst:.1e} of its largest value");
+            assert!(worst < 0.06, "d{name}: {worst}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::cache_reader::CacheReader;
 use crate::data::clip_frames::{ClipSampling, ClipStart, ShortVideos};
-use crate::data::decode::{probe, read_clip};
+use crate::data::decode::{probe, read_probed_clip};
 use crate::error::TrainError;
 use crate::metrics::clip_score::ClipScorer;
 use crate::metrics::fvd::{FVD_FRAMES, Fvd, i3d_features};
@@ -61,7 +61,7 @@ pub fn read_fvd_video(path: &Path, stride: usize, device: &Device) -> Result<Ten
     let info = probe(path)?;
     let side = info.width.min(info.height);
     let sampling = ClipSampling { frames: FVD_FRAMES, stride, short_videos: ShortVideos::ReduceStride };
-    let clip = read_clip(path, &sampling, ClipStart::First, side)?;
+    let clip = read_probed_clip(path, &info, &sampling, ClipStart::First, side)?;
     let data = TensorData::new(clip.data, [1, 3, clip.frames, clip.size, clip.size]);
     Ok(Tensor::from_data(data, device))
 }

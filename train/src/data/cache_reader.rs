@@ -138,8 +138,9 @@ impl CacheReader {
         let (mut latents, mut text) = (Vec::new(), Vec::new());
         for &clip in clips {
             let (shard, row) = self.locate(clip)?;
-            latents.extend(read_row(&shard.path, &shard.latents, row)?);
-            text.extend(read_row(&shard.path, &shard.text, row)?);
+            let mut file = File::open(&shard.path).map_err(TrainError::io(&shard.path))?;
+            latents.extend(read_row(&mut file, &shard.path, &shard.latents, row)?);
+            text.extend(read_row(&mut file, &shard.path, &shard.text, row)?);
         }
         let [l, f, h, w] = self.clip_dims;
         let [t, d] = self.text_dims;
@@ -186,10 +187,9 @@ fn read_header(path: &Path) -> Result<ShardFile, TrainError> {
     Ok(ShardFile { path: path.into(), latents, text })
 }
 
-/// The f32 values of row `row` of a stored tensor.
-fn read_row(path: &Path, stored: &Stored, row: usize) -> Result<Vec<f32>, TrainError> {
+/// The f32 values of row `row` of a stored tensor of the shard `file` (at `path`).
+fn read_row(file: &mut File, path: &Path, stored: &Stored, row: usize) -> Result<Vec<f32>, TrainError> {
     let len = stored.row_bytes();
-    let mut file = File::open(path).map_err(TrainError::io(path))?;
     file.seek(SeekFrom::Start(stored.start + (row * len) as u64)).map_err(TrainError::io(path))?;
     let mut bytes = vec![0u8; len];
     file.read_exact(&mut bytes).map_err(TrainError::io(path))?;

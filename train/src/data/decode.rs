@@ -57,11 +57,21 @@ pub fn probe(path: &Path) -> Result<VideoInfo, String> {
 
 /// The clip of `path` cut by `sampling` from `start`, at `size x size`.
 pub fn read_clip(path: &Path, sampling: &ClipSampling, start: ClipStart, size: usize) -> Result<Clip, String> {
-    let info = probe(path)?;
+    read_probed_clip(path, &probe(path)?, sampling, start, size)
+}
+
+/// [`read_clip`] of a video already probed (`info`).
+pub fn read_probed_clip(
+    path: &Path,
+    info: &VideoInfo,
+    sampling: &ClipSampling,
+    start: ClipStart,
+    size: usize,
+) -> Result<Clip, String> {
     let indices = sampling.indices(info.frames, start).ok_or_else(|| {
         format!("too short: {} frames, the clip needs {} at stride {}", info.frames, sampling.frames, sampling.stride)
     })?;
-    let pixels = decode_frames(path, &info, &indices, size)?;
+    let pixels = decode_frames(path, info, &indices, size)?;
     Ok(Clip { frames: indices.len(), size, data: to_channel_major(&pixels, indices.len(), size) })
 }
 

@@ -29,7 +29,9 @@ burn = [t for f in ("burn_tiny.json", "burn_full.json") for t in json.load(open(
 torch = [json.loads(l) for f in ("torch_tiny.jsonl", "torch_full.jsonl") for l in open(f"{out}/{f}")]
 rows = ["| what | shape | Burn (flex) s | PyTorch s | Burn / PyTorch |", "|---|---|---|---|---|"]
 for b in burn:
-    match = [t for t in torch if t["shape"] == b["shape"] and t["what"].split(" (")[0].lower() == b["what"].lower()]
+    # Names without their "(...)" details: "(Chunked attention)" on Burn's side, "(diffusers, ...)" on torch's.
+    name = lambda what: what.split(" (")[0].lower()
+    match = [t for t in torch if t["shape"] == b["shape"] and name(t["what"]) == name(b["what"])]
     if match:
         t = match[0]
         rows.append(f"| {b['what']} | {b['shape']} | {b['median_s']:.3f} | {t['median_s']:.3f} | {b['median_s'] / t['median_s']:.2f} |")

@@ -9,13 +9,21 @@ use avdm_tests::{assert_close, fixture, fixture_tensors, tensor};
 use burn::prelude::*;
 use burn::tensor::DeviceKind;
 use burn::tensor::wgpu::WgpuBackend;
+use std::sync::OnceLock;
 
+/// The Vulkan device, initialised once per process: the tests run on parallel threads, and a
+/// second initialisation of the same device is refused ("Service already initialized").
 fn wgpu_device() -> Device {
-    Device::wgpu_options()
-        .device_kind(DeviceKind::DefaultDevice)
-        .graphics_api(WgpuBackend::Vulkan)
-        .init()
-        .expect("a Vulkan device (install mesa-vulkan-drivers and libvulkan1 for lavapipe)")
+    static DEVICE: OnceLock<Device> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            Device::wgpu_options()
+                .device_kind(DeviceKind::DefaultDevice)
+                .graphics_api(WgpuBackend::Vulkan)
+                .init()
+                .expect("a Vulkan device (install mesa-vulkan-drivers and libvulkan1 for lavapipe)")
+        })
+        .clone()
 }
 
 #[test]

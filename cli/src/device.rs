@@ -24,9 +24,18 @@ pub fn parse_device(name: &str) -> anyhow::Result<Device> {
 }
 
 /// Resolves a comma-separated `--device` list (`cuda:0,cuda:1`): the devices a data-parallel
-/// command splits its batch over, the first holding the networks.
+/// command splits its batch over, the first holding the networks. A name listed twice is the
+/// same device twice (started once: a GPU backend refuses a second start of one device).
 pub fn parse_devices(list: &str) -> anyhow::Result<Vec<Device>> {
-    list.split(',').map(|name| parse_device(name.trim())).collect()
+    let mut started: Vec<(&str, Device)> = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let device = match started.iter().find(|(seen, _)| *seen == name) {
+            Some((_, device)) => device.clone(),
+            None => parse_device(name)?,
+        };
+        started.push((name, device));
+    }
+    Ok(started.into_iter().map(|(_, device)| device).collect())
 }
 
 /// Makes `precision` (`--dtype`) the default float dtype of `device`: before anything is
@@ -90,11 +99,19 @@ mod tests {
         assert!(parse_device("auto").is_ok());
         let err = parse_device("tpu").unwrap_err().to_string();
         assert!(err.contains("unknown device"), "{err}");
-        assert_eq!(parse_devices("cpu,cpu").unwrap().len(), 2);
+        assert_eq!(parse_devices("cpu, cpu").unwrap(), vec![Device::flex(), Device::flex()]);
         assert!(parse_devices("cpu,tpu").unwrap_err().to_string().contains("unknown device"));
         let err = parse_device("cuda:x").unwrap_err().to_string();
         assert!(err.contains("not a device index"), "{err}");
         #[cfg(not(feature = "cuda"))]
         assert!(parse_device("cuda:1").unwrap_err().to_string().contains("without CUDA"));
+    }
+
+    /// A GPU listed twice is started once (a second start of a wgpu device is an error).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn a_gpu_listed_twice_is_one_device() {
+        let devices = parse_devices("vulkan,vulkan").expect("Vulkan (lavapipe on a machine without a GPU)");
+        assert_eq!(devices[0], devices[1]);
     }
 }

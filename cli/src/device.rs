@@ -27,11 +27,16 @@ pub fn parse_device(name: &str) -> anyhow::Result<Device> {
 /// command splits its batch over, the first holding the networks. A name listed twice is the
 /// same device twice (started once: a GPU backend refuses a second start of one device).
 pub fn parse_devices(list: &str) -> anyhow::Result<Vec<Device>> {
+    each_started_once(list, parse_device)
+}
+
+/// The devices of a comma-separated list, `start` called once per distinct name.
+fn each_started_once(list: &str, mut start: impl FnMut(&str) -> anyhow::Result<Device>) -> anyhow::Result<Vec<Device>> {
     let mut started: Vec<(&str, Device)> = Vec::new();
     for name in list.split(',').map(str::trim) {
         let device = match started.iter().find(|(seen, _)| *seen == name) {
             Some((_, device)) => device.clone(),
-            None => parse_device(name)?,
+            None => start(name)?,
         };
         started.push((name, device));
     }
@@ -105,6 +110,18 @@ mod tests {
         assert!(err.contains("not a device index"), "{err}");
         #[cfg(not(feature = "cuda"))]
         assert!(parse_device("cuda:1").unwrap_err().to_string().contains("without CUDA"));
+    }
+
+    #[test]
+    fn each_listed_device_is_started_once() {
+        let mut starts = Vec::new();
+        let devices = each_started_once("cpu, flex,cpu ,cpu", |name| {
+            starts.push(name.to_string());
+            parse_device(name)
+        })
+        .unwrap();
+        assert_eq!(devices.len(), 4);
+        assert_eq!(starts, ["cpu", "flex"]);
     }
 
     /// A GPU listed twice is started once (a second start of a wgpu device is an error).

@@ -64,7 +64,7 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
     config.loss.losses = args.losses.unwrap_or(config.loss.losses);
     config.eval.clips = args.eval_clips.unwrap_or(config.eval.clips);
     config.dtype = args.dtype.unwrap_or(config.dtype);
-    let first_device = args.device.split(',').next().unwrap_or_default();
+    let first_device = args.device.split(',').next().unwrap_or_default().trim();
     config.threads = args.threads.unwrap_or_else(|| default_threads(first_device));
     config.validate()?;
     if !args.resume && args.out.join("checkpoint").exists() {

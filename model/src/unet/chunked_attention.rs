@@ -213,11 +213,11 @@ fn accumulate<B: Backend>(sum: Option<FloatTensor<B>>, x: FloatTensor<B>) -> Opt
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
+    use burn::tensor::activation::softmax;
 
     /// Runs of [`ChunkedAttentionBackward`]: the gradients must come from it, not from autodiff
     /// recording the forward pass's primitives (which would keep every chunk's scores).
     pub(super) static BACKWARD_PASSES: AtomicUsize = AtomicUsize::new(0);
-    use burn::tensor::activation::softmax;
 
     /// `softmax(q kᵀ / sqrt(D)) v` written out, the whole score matrix at once.
     fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {

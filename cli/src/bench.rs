@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use avdm_import::{LoadOptions, load_pipeline, load_unet_motion_folder};
 use avdm_model::precision::{Precision, timestep_column, with_float_dtype};
-use avdm_model::sched::StudentConfig;
+use avdm_model::sched::{StudentConfig, VideoSchedule};
 use avdm_model::unet::chunked_attention::{SCORE_BUDGET, set_score_budget};
 use avdm_model::{UNetConfig, UNetMotionModel};
 use avdm_train::eval::{ddim_sampler, sample_videos, student_sampler};
@@ -200,11 +200,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.end_to_end {
         let teacher = default_assets_dir().join("teacher");
         let loaded = load_pipeline(&teacher, None, &LoadOptions::in_precision(args.dtype), &device)?;
+        let scheduler = loaded.video_scheduler(VideoSchedule::default());
         let latent = [8, 32, 32];
         let prompts = vec!["a red square moving left".to_string(); args.batch];
         let samplers = [
-            ("toy teacher DDIM 25 steps, CFG 3 (NFE 50)", ddim_sampler(&loaded.scheduler, 25, 3.0)?),
-            ("toy student sampler 4 steps (NFE 4)", student_sampler(&loaded.scheduler, &StudentConfig::default())?),
+            ("toy teacher DDIM 25 steps, CFG 3 (NFE 50)", ddim_sampler(&scheduler, 25, 3.0)?),
+            ("toy student sampler 4 steps (NFE 4)", student_sampler(&scheduler, &StudentConfig::default())?),
         ];
         for (what, sampler) in samplers {
             let (median_s, runs, memory) = time(args.repeat, &device, || {

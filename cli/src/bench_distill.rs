@@ -60,6 +60,7 @@ impl DistillStep {
             sampler: StudentSampler::new(NoiseSchedule::animatediff(), &StudentConfig::default())?,
             device: device.clone(),
             replicas: Vec::new(),
+            draws: Default::default(),
         };
         let inner = device.clone().without_autodiff();
         let batch = self.config.batch;

@@ -9,6 +9,7 @@ use avdm_train::dashboard::Dashboard;
 use avdm_train::distill::distill;
 use avdm_train::distill_config::{DistillConfig, Losses};
 use avdm_train::distill_eval::final_table;
+use avdm_train::distill_plan::plan;
 use burn::prelude::Device;
 use clap::Args;
 
@@ -18,8 +19,9 @@ use crate::interrupt;
 /// Distill a video teacher into a 4-step student without CFG (AVDM2); the toy preset by default.
 #[derive(Args)]
 pub struct DistillArgs {
-    /// Settings (TOML; missing keys take the paper's defaults). Without it: the run's own
-    /// config.toml with --resume, else the toy preset.
+    /// Settings (TOML; missing keys take the paper's defaults; `configs/animatediff.toml` is the
+    /// paper's run on Realistic Vision + AnimateDiff). Without it: the run's own config.toml
+    /// with --resume, else the toy preset.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Run folder: config.toml, metrics.jsonl, checkpoint/, student/.
@@ -50,6 +52,11 @@ pub struct DistillArgs {
     /// every update's batch over several devices (data parallel), the first holding the networks.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Load everything, resolve the settings and print the plan (schedules, parameter groups
+    /// and learning rates, frozen networks, batch per device, memory per device, iterations)
+    /// without training or writing anything.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub fn run(args: DistillArgs) -> anyhow::Result<()> {
@@ -71,6 +78,10 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
         bail!("{} already holds a checkpoint: pass --resume to continue, or choose a new --out", args.out.display());
     }
     let devices: Vec<Device> = parse_devices(&args.device)?.into_iter().map(|d| d.autodiff()).collect();
+    if args.dry_run {
+        print!("{}", plan(&config, &devices)?);
+        return Ok(());
+    }
     let device = devices[0].clone();
     interrupt::install();
     let mut dashboard = None;

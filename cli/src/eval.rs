@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use avdm_import::{AdapterSource, LoadOptions, LoadedPipeline, load_pipeline, read_student_config};
 use avdm_model::pipeline::Sampler;
 use avdm_model::precision::Precision;
-use avdm_model::sched::StudentConfig;
+use avdm_model::sched::{DdimConfig, StudentConfig, VideoSchedule};
 use avdm_train::data::prompt_set::{PromptCsv, PromptSet};
 use avdm_train::eval::{
     EvalSettings, ddim_sampler, evaluate, markdown_table, real_reference, real_reference_from_videos, student_sampler,
@@ -45,6 +45,10 @@ pub struct EvalArgs {
     /// the steps of the folder's student.json, else 4).
     #[arg(long, value_delimiter = ',')]
     pub(crate) steps: Vec<usize>,
+    /// The model's noise schedule: `animatediff` (linear betas, as `avdm generate` and `avdm
+    /// distill` use by default) or `folder` (its scheduler config as it is).
+    #[arg(long, default_value_t = VideoSchedule::Animatediff)]
+    pub(crate) scheduler: VideoSchedule,
     /// Classifier-free guidance scale of the ddim sampler.
     #[arg(long, default_value_t = 7.5)]
     pub(crate) guidance: f32,
@@ -156,12 +160,14 @@ fn toy_attributes(csv: &std::path::Path, set: &PromptSet) -> anyhow::Result<Vec<
         .collect()
 }
 
-/// The rows' samplers: `(name, sampler)` for each `--steps`.
+/// The rows' samplers and the scheduler config they sample on (the video schedule of
+/// --scheduler; a student's with the betas it was trained on): `(name, sampler)` for each
+/// `--steps`.
 pub(crate) fn samplers(
     args: &EvalArgs,
     model: &std::path::Path,
     loaded: &LoadedPipeline,
-) -> anyhow::Result<Vec<(String, Sampler)>> {
+) -> anyhow::Result<(Vec<(String, Sampler)>, DdimConfig)> {
     let trained = read_student_config(model)?;
     let steps = if args.steps.is_empty() {
         vec![match (args.sampler, &trained) {
@@ -172,18 +178,24 @@ pub(crate) fn samplers(
     } else {
         args.steps.clone()
     };
-    steps
+    let scheduler = loaded.video_scheduler(args.scheduler);
+    let sampled_on = match (args.sampler, &trained) {
+        (SamplerKind::Student, Some(trained)) => trained.scheduler(&scheduler),
+        _ => scheduler.clone(),
+    };
+    let samplers = steps
         .into_iter()
         .map(|n| {
             Ok(match args.sampler {
-                SamplerKind::Ddim => (format!("ddim-{n}"), ddim_sampler(&loaded.scheduler, n, args.guidance)?),
+                SamplerKind::Ddim => (format!("ddim-{n}"), ddim_sampler(&scheduler, n, args.guidance)?),
                 SamplerKind::Student => {
                     let config = StudentConfig::for_steps(trained.clone(), Some(n));
-                    (format!("student-{n}"), student_sampler(&loaded.scheduler, &config)?)
+                    (format!("student-{n}"), student_sampler(&scheduler, &config)?)
                 }
             })
         })
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    Ok((samplers, sampled_on))
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -248,15 +260,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let count = settings.prompts.len();
         serde_json::json!({ "csv": csv, "prompts": count, "reference_videos": reference_videos.is_some() })
     });
+    let (samplers, scheduler) = samplers(&args, &model, &loaded)?;
     let mut rows = Vec::new();
-    for (name, sampler) in samplers(&args, &model, &loaded)? {
+    for (name, sampler) in samplers {
         let (row, clips) =
             evaluate(&name, &loaded.pipeline, &loaded.tokenizer, &sampler, &judge, &reference, &settings, &device)?;
         write_grid(&clips, &args.out.join(format!("{name}.gif")))?;
         rows.push(row);
         // After every row, so that a long run keeps what it measured.
         let json = serde_json::json!({
-            "model": model, "judge": judge_dir, "settings": settings, "prompt_set": prompt_file, "real_accuracy": reference.accuracy,
+            "model": model, "judge": judge_dir, "settings": settings, "scheduler_config": scheduler, "prompt_set": prompt_file, "real_accuracy": reference.accuracy,
             "rows": rows, "avdm_version": env!("CARGO_PKG_VERSION"),
         });
         write_json_atomically(&args.out.join("eval.json"), &json)?;

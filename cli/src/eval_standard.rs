@@ -121,7 +121,8 @@ pub fn run(args: &EvalArgs, set: &PromptSet) -> anyhow::Result<()> {
                 );
             }
             let latent = [args.frames, args.height / scale, args.width / scale];
-            for (name, sampler) in samplers(args, &model, &loaded)? {
+            let (samplers, scheduler) = samplers(args, &model, &loaded)?;
+            for (name, sampler) in samplers {
                 let mut sampling = std::time::Duration::ZERO;
                 let mut acc = StandardAccumulator::new(&measures, &prompts, &device)?;
                 for (index, chunk) in prompts.chunks(args.batch).enumerate() {
@@ -143,6 +144,7 @@ pub fn run(args: &EvalArgs, set: &PromptSet) -> anyhow::Result<()> {
                 record(StandardRow {
                     steps: Some(sampler.steps()),
                     nfe: Some(sampler.nfe()),
+                    beta_schedule: Some(scheduler.beta_schedule),
                     guidance: sampler.uses_guidance().then_some(args.guidance),
                     seconds_per_video: Some(seconds),
                     ..row

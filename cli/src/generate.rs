@@ -10,7 +10,7 @@ use avdm_import::{
 use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::Sampler;
 use avdm_model::precision::Precision;
-use avdm_model::sched::{BetaSchedule, DdimConfig, DdimScheduler, StudentConfig, TimestepSpacing};
+use avdm_model::sched::{DdimConfig, DdimScheduler, StudentConfig, VideoSchedule};
 use avdm_train::eval::student_sampler;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,17 +27,6 @@ pub enum SamplerKind {
     Ddim,
     /// A distilled student: few steps on trailing timesteps, no guidance.
     Student,
-}
-
-/// Which noise schedule the sampler uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SchedulerChoice {
-    /// The folder's scheduler with the overrides diffusers' AnimateDiff guide recommends:
-    /// linear betas, `linspace` spacing, `steps_offset` 1, no sample clipping.
-    Animatediff,
-    /// The folder's `scheduler_config.json` as it is.
-    Folder,
 }
 
 /// Generate a video from a prompt with a diffusers pipeline folder and motion modules.
@@ -90,8 +79,12 @@ pub struct GenerateArgs {
     /// in f32.
     #[arg(long, default_value_t = Precision::F32)]
     pub dtype: Precision,
-    #[arg(long, value_enum, default_value_t = SchedulerChoice::Animatediff)]
-    pub scheduler: SchedulerChoice,
+    /// The video model's noise schedule: `animatediff` (the folder's scheduler with the
+    /// overrides of diffusers' AnimateDiff guide: linear betas, `linspace` spacing, `steps_offset`
+    /// 1, no clipping) or `folder` (its `scheduler_config.json` as it is). A student samples on
+    /// the betas its `student.json` records.
+    #[arg(long, default_value_t = VideoSchedule::Animatediff)]
+    pub scheduler: VideoSchedule,
     /// Use the k-th from last text-encoder layer (diffusers' clip_skip).
     #[arg(long, default_value_t = 0)]
     pub clip_skip: usize,
@@ -134,21 +127,9 @@ fn read_prompt(args: &GenerateArgs) -> anyhow::Result<String> {
     }
 }
 
-/// The scheduler config the sampler uses.
-fn scheduler_config(folder: &DdimConfig, choice: SchedulerChoice) -> DdimConfig {
-    match choice {
-        SchedulerChoice::Folder => folder.clone(),
-        SchedulerChoice::Animatediff => DdimConfig {
-            beta_schedule: BetaSchedule::Linear,
-            timestep_spacing: TimestepSpacing::Linspace,
-            steps_offset: 1,
-            clip_sample: false,
-            ..folder.clone()
-        },
-    }
-}
-
-fn build_sampler(args: &GenerateArgs, config: &DdimConfig) -> anyhow::Result<(Sampler, Option<f32>)> {
+/// The sampler, its guidance scale and the scheduler config it samples on (a student's with the
+/// betas it was trained on).
+fn build_sampler(args: &GenerateArgs, config: DdimConfig) -> anyhow::Result<(Sampler, Option<f32>, DdimConfig)> {
     match args.sampler {
         SamplerKind::Ddim => {
             let mut scheduler = DdimScheduler::new(config.clone()).context("scheduler config")?;
@@ -157,14 +138,15 @@ fn build_sampler(args: &GenerateArgs, config: &DdimConfig) -> anyhow::Result<(Sa
             if !guidance_scale.is_finite() || guidance_scale < 0.0 {
                 bail!("--guidance {guidance_scale}: must be a finite number >= 0");
             }
-            Ok((Sampler::Ddim { scheduler, guidance_scale }, Some(guidance_scale)))
+            Ok((Sampler::Ddim { scheduler, guidance_scale }, Some(guidance_scale), config))
         }
         SamplerKind::Student => {
             if args.guidance.is_some() {
                 bail!("--guidance: the student sampler runs without classifier-free guidance");
             }
             let student = StudentConfig::for_steps(read_student_config(&args.pipeline)?, args.steps);
-            Ok((student_sampler(config, &student).context("--steps")?, None))
+            let sampler = student_sampler(&config, &student).context("--steps")?;
+            Ok((sampler, None, student.scheduler(&config)))
         }
     }
 }
@@ -211,8 +193,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     loaded.pipeline.clip_skip = args.clip_skip;
     loaded.pipeline.decode_chunk = args.decode_chunk;
     let (height, width) = check_shape(&args, &loaded)?;
-    let config = scheduler_config(&loaded.scheduler, args.scheduler);
-    let (sampler, guidance) = build_sampler(&args, &config)?;
+    let (sampler, guidance, config) = build_sampler(&args, loaded.video_scheduler(args.scheduler))?;
 
     let tokens = |text: &str| loaded.tokenizer.encode_tensor(text, &device);
     let negative = if sampler.uses_guidance() { Some(tokens(&args.negative_prompt)?) } else { None };

@@ -35,7 +35,7 @@ pub use apply::{Applied, apply_tensors};
 pub use clip::{LoadedClipText, load_clip_text};
 pub use error::ImportError;
 pub use export::{ExportDtype, ExportReport, export_clip_text, export_motion_adapter, export_unet_motion};
-pub use pipeline::{LoadedPipeline, load_pipeline, read_scheduler};
+pub use pipeline::{LoadedPipeline, load_pipeline, read_scheduler, write_scheduler};
 pub use student::{STUDENT_CONFIG, read_student_config, write_student_config};
 pub use tensors::TensorSet;
 pub use tokenizer::ClipTokenizer;

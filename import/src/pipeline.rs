@@ -14,7 +14,7 @@ use std::path::Path;
 use avdm_model::UNetConfig;
 use avdm_model::clip::ClipTextConfig;
 use avdm_model::pipeline::VideoPipeline;
-use avdm_model::sched::DdimConfig;
+use avdm_model::sched::{DdimConfig, VideoSchedule};
 use avdm_model::vae::VaeConfig;
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -47,6 +47,13 @@ pub struct LoadedPipeline {
     pub text_config: ClipTextConfig,
     /// One report per loaded network: `("unet", ...)`, `("vae", ...)`, `("text_encoder", ...)`.
     pub reports: Vec<(&'static str, LoadReport)>,
+}
+
+impl LoadedPipeline {
+    /// The scheduler config the video model is queried and sampled with ([`VideoSchedule`]).
+    pub fn video_scheduler(&self, choice: VideoSchedule) -> DdimConfig {
+        choice.resolve(&self.scheduler)
+    }
 }
 
 fn pipeline_error(path: &Path, message: impl Into<String>) -> ImportError {
@@ -101,6 +108,26 @@ pub fn read_scheduler(folder: &Path) -> Result<DdimConfig, ImportError> {
     }
     let text = std::fs::read_to_string(&path).map_err(|source| ImportError::Io { path: path.clone(), source })?;
     DdimConfig::from_json(&text).map_err(|source| ImportError::Config { path, source })
+}
+
+/// Writes `config`'s fields into `folder/scheduler/scheduler_config.json`, keeping the file's
+/// other keys (its `_class_name`, a PNDM's `skip_prk_steps`); creates the file when absent.
+pub fn write_scheduler(folder: &Path, config: &DdimConfig) -> Result<(), ImportError> {
+    let path = folder.join("scheduler").join("scheduler_config.json");
+    let mut json = match path.is_file() {
+        true => read_json(&path)?,
+        false => serde_json::json!({ "_class_name": "DDIMScheduler" }),
+    };
+    let (Some(fields), serde_json::Value::Object(resolved)) =
+        (json.as_object_mut(), serde_json::to_value(config).expect("a scheduler config serialises"))
+    else {
+        return Err(pipeline_error(&path, "is not a JSON object"));
+    };
+    fields.extend(resolved);
+    let text = serde_json::to_string_pretty(&json).expect("JSON serialises") + "\n";
+    let output = |e: std::io::Error| ImportError::Output { path: path.clone(), message: e.to_string() };
+    std::fs::create_dir_all(folder.join("scheduler")).map_err(output)?;
+    std::fs::write(&path, text).map_err(output)
 }
 
 /// Whether `unet/config.json` describes a UNetMotionModel (an AnimateDiffPipeline folder).

@@ -80,16 +80,7 @@ where
             (model.clone().fork(&devices[d]), shard, d)
         })
         .collect();
-    let results: Vec<Result<(f64, GradientsParams, X), E>> = if work.len() == 1 {
-        work.into_iter().map(|(fork, shard, d)| run(fork, shard, d)).collect()
-    } else {
-        std::thread::scope(|scope| {
-            let run = &run;
-            let handles: Vec<_> =
-                work.into_iter().map(|(fork, shard, d)| scope.spawn(move || run(fork, shard, d))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-        })
-    };
+    let results = parallel_map(work, |(fork, shard, d)| run(fork, shard, d));
     let mut total = ShardedGradients { loss: 0.0, grads: GradientsParams::new(), outputs: Vec::new() };
     for (i, result) in results.into_iter().enumerate() {
         let (value, grads, output) = result?;
@@ -102,6 +93,19 @@ where
         }
     }
     Ok(total)
+}
+
+/// `work(item)` for every item, each on its own thread (one item runs on the calling thread),
+/// the results in item order.
+pub fn parallel_map<I: Send, R: Send>(items: Vec<I>, work: impl Fn(I) -> R + Sync) -> Vec<R> {
+    if items.len() == 1 {
+        return items.into_iter().map(work).collect();
+    }
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = items.into_iter().map(|item| scope.spawn(move || work(item))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
 }
 
 /// Adds `from`'s gradient of every parameter into `into`, on `device`.

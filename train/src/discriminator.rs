@@ -40,7 +40,14 @@ pub struct Branch {
 
 impl Branch {
     fn new(in_channels: usize, c: &HeadConfig, rng: &mut StdRng, device: &Device) -> Self {
-        let norm = || GroupNormConfig::new(c.groups, c.channels).init(device);
+        // Affine weights made eagerly: a lazily initialised parameter is shared by the module's
+        // clones until its first use, so the generator's constant `head.clone().no_grad()` froze
+        // the trained head's norms (and a resumed run, loading them from a file, trained them).
+        let norm = || GroupNorm {
+            gamma: Some(Param::from_tensor(Tensor::ones([c.channels], device))),
+            beta: Some(Param::from_tensor(Tensor::zeros([c.channels], device))),
+            ..GroupNormConfig::new(c.groups, c.channels).init(device)
+        };
         Self {
             conv1: seeded_conv(in_channels, c.channels, 3, rng, device),
             norm1: norm(),
@@ -168,5 +175,17 @@ mod tests {
         let g = generator_loss(fake.clone()).into_scalar::<f32>() as f64;
         assert!((g - expected_g).abs() < 1e-5, "{g} vs {expected_g}");
         assert_eq!(accuracy(real, fake), (0.5, 0.5));
+    }
+
+    /// The generator uses a constant clone of the head (`no_grad`): the trained head keeps every
+    /// parameter trainable, its norms' too.
+    #[test]
+    fn a_constant_clone_leaves_the_head_trainable() {
+        let device = Device::flex().autodiff();
+        let teacher = UNetMotionModel::new(&crate::toy::preset::unet_config(true), &device);
+        let head = DiscriminatorHead::new(&teacher, &HeadConfig { channels: 8, groups: 4 }, 0, &device);
+        let constant = head.clone().no_grad();
+        assert_eq!(crate::fake_score::trained_values(&constant), 0);
+        assert_eq!(crate::fake_score::trained_values(&head), head.num_params());
     }
 }

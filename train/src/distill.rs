@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use avdm_import::{
     AdapterSource, ExportDtype, LoadOptions, LoadedPipeline, export_unet_motion, load_pipeline, load_unet_2d,
-    read_scheduler, write_student_config,
+    read_scheduler, write_scheduler, write_student_config,
 };
 use avdm_model::sched::{BetaSchedule, DdimConfig, NoiseSchedule, StudentConfig, StudentSampler};
 use serde::{Deserialize, Serialize};
@@ -43,27 +43,21 @@ pub fn teacher_folder(config: &DistillConfig) -> PathBuf {
     config.models.teacher.clone().unwrap_or_else(|| default_assets_dir().join("teacher"))
 }
 
-/// A scheduler config's betas, with `beta_schedule` (its own, or another over the same range),
-/// and its prediction type.
-fn parameterisation(s: &DdimConfig, beta_schedule: BetaSchedule) -> Result<Parameterisation, TrainError> {
-    let schedule = NoiseSchedule::new(beta_schedule, s.beta_start, s.beta_end, s.num_train_timesteps)?;
+/// How a network with scheduler config `s` is queried: its betas and prediction type.
+fn parameterisation(s: &DdimConfig) -> Result<Parameterisation, TrainError> {
+    let schedule = NoiseSchedule::new(s.beta_schedule, s.beta_start, s.beta_end, s.num_train_timesteps)?;
     Ok(Parameterisation { schedule, prediction: s.prediction_type })
 }
 
-/// How the video teacher (and the student) is queried: its scheduler config.
-pub fn video_parameterisation(loaded: &LoadedPipeline) -> Result<Parameterisation, TrainError> {
-    parameterisation(&loaded.scheduler, loaded.scheduler.beta_schedule)
-}
-
-/// The 2D teacher and how it is queried. From `models.teacher_2d` (a pipeline folder with a 2D
-/// UNet): its UNet and its scheduler config. Otherwise the video teacher's own 2D UNet (taken by
-/// [`Networks::new`]) with SD1.5's `scaled_linear` schedule over the teacher's betas (what its
-/// image model was trained with) and the teacher's prediction type.
+/// The 2D teacher and the scheduler config it is queried with. From `models.teacher_2d` (a
+/// pipeline folder with a 2D UNet): its UNet and its scheduler config. Otherwise the video
+/// teacher's own 2D UNet (taken by [`Networks::new`]) with SD1.5's `scaled_linear` betas over
+/// the teacher folder's range (what its image model was trained with) and its prediction type.
 pub fn load_teacher_2d(
     config: &DistillConfig,
     loaded: &LoadedPipeline,
     device: &Device,
-) -> Result<(Option<avdm_model::UNetMotionModel>, Parameterisation), TrainError> {
+) -> Result<(Option<avdm_model::UNetMotionModel>, DdimConfig), TrainError> {
     match &config.models.teacher_2d {
         Some(dir) => {
             let s = read_scheduler(dir)?;
@@ -81,9 +75,9 @@ pub fn load_teacher_2d(
                     format!("{}: its UNet has {field} {got}, the video teacher's {want}", dir.display()),
                 ));
             }
-            Ok((Some(unet.model), parameterisation(&s, s.beta_schedule)?))
+            Ok((Some(unet.model), s))
         }
-        None => Ok((None, parameterisation(&loaded.scheduler, BetaSchedule::ScaledLinear)?)),
+        None => Ok((None, DdimConfig { beta_schedule: BetaSchedule::ScaledLinear, ..loaded.scheduler.clone() })),
     }
 }
 
@@ -98,6 +92,30 @@ fn resumable_view(config: &DistillConfig) -> DistillConfig {
         eval: EvalConfig::default(),
         ..config.clone()
     }
+}
+
+/// The settings (`section.key`) in which two configs differ.
+fn changed_settings(a: &DistillConfig, b: &DistillConfig) -> Vec<String> {
+    fn walk(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (toml::Value::Table(a), toml::Value::Table(b)) => {
+                let keys: std::collections::BTreeSet<_> = a.keys().chain(b.keys()).collect();
+                for key in keys {
+                    let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    match (a.get(key), b.get(key)) {
+                        (Some(x), Some(y)) => walk(&name, x, y, out),
+                        _ => out.push(name),
+                    }
+                }
+            }
+            _ if a != b => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let value = |c: &DistillConfig| toml::Value::try_from(c).expect("a config serialises");
+    let mut out = Vec::new();
+    walk("", &value(a), &value(b), &mut out);
+    out
 }
 
 /// Keeps the lines of `metrics.jsonl` before `step` (a resumed run rewrites what came after).
@@ -153,10 +171,14 @@ fn restore(out: &Path, config: &DistillConfig, mut run: RunState) -> Result<RunS
         return Ok(run);
     };
     let saved: DistillState = checkpoint.state()?;
-    if resumable_view(&saved.config) != resumable_view(config) {
+    let changed = changed_settings(&resumable_view(&saved.config), &resumable_view(config));
+    if !changed.is_empty() {
         return Err(TrainError::Checkpoint {
             path: checkpoint.dir().into(),
-            message: "was written with other settings (only steps, checkpoint_every, sample_every, eval and threads may change on resume); resume with its config.toml or start a new run folder".into(),
+            message: format!(
+                "was written with other settings ({} changed; only steps, checkpoint_every, sample_every, eval and threads may change on resume); resume with its config.toml or start a new run folder",
+                changed.join(", ")
+            ),
         });
     }
     run.nets.student = checkpoint.module("student", run.nets.student)?;
@@ -169,13 +191,22 @@ fn restore(out: &Path, config: &DistillConfig, mut run: RunState) -> Result<RunS
     Ok(run)
 }
 
+/// A trained student and what it was trained for.
+pub struct Exported<'a> {
+    pub unet: &'a avdm_model::UNetMotionModel,
+    /// Its sampler (`student.json`, with the betas it was trained on).
+    pub sampler: &'a StudentConfig,
+    /// The scheduler config it was trained on (the video schedule).
+    pub scheduler: &'a DdimConfig,
+}
+
 /// Writes the student as a pipeline folder at `dir`: the teacher's folder with the student's
-/// UNet, and `student.json` (the sampler the student was trained for).
+/// UNet, the scheduler config it was trained on (`scheduler/`, so that diffusers samples it on
+/// the same schedule) and `student.json` (the sampler it was trained for).
 pub fn export_student(
     teacher: &Path,
     loaded: &LoadedPipeline,
-    student: &avdm_model::UNetMotionModel,
-    sampler: &StudentConfig,
+    student: Exported,
     dir: &Path,
 ) -> Result<(), TrainError> {
     let staging = sibling(dir, ".writing");
@@ -183,8 +214,9 @@ pub fn export_student(
         fs::remove_dir_all(&staging).map_err(TrainError::io(&staging))?;
     }
     copy_folder(teacher, &staging, &["unet", "motion_adapter"])?;
-    export_unet_motion(student, &loaded.unet_config, &staging.join("unet"), ExportDtype::F32)?;
-    write_student_config(&staging, sampler)?;
+    export_unet_motion(student.unet, &loaded.unet_config, &staging.join("unet"), ExportDtype::F32)?;
+    write_scheduler(&staging, student.scheduler)?;
+    write_student_config(&staging, student.sampler)?;
     replace_folder(&staging, dir)
 }
 
@@ -207,6 +239,55 @@ fn copy_folder(from: &Path, to: &Path, skip: &[&str]) -> Result<(), TrainError> 
     Ok(())
 }
 
+/// What a run loads and resolves before its first step, for [`distill`] and its dry run
+/// ([`crate::distill_plan`]).
+pub struct RunSetup {
+    pub teacher_dir: PathBuf,
+    pub loaded: LoadedPipeline,
+    /// The video teacher's (and the student's) scheduler config after the
+    /// [`avdm_model::sched::VideoSchedule`] rule of `config.video_schedule`.
+    pub video_scheduler: DdimConfig,
+    pub video: Parameterisation,
+    /// The 2D teacher's (and the 2D fake score's) scheduler config and parameterisation.
+    pub image_scheduler: DdimConfig,
+    pub image: Parameterisation,
+    /// The sampler the student is trained for (and exported with, in `student.json`).
+    pub student_config: StudentConfig,
+    pub sampler: StudentSampler,
+    pub nets: Networks,
+}
+
+impl RunSetup {
+    /// Loads the teacher (and the 2D teacher) of `config` on the autodiff `device` and makes
+    /// the networks of a fresh run.
+    pub fn load(config: &DistillConfig, device: &Device) -> Result<Self, TrainError> {
+        let options = LoadOptions::in_precision(config.dtype);
+        let teacher_dir = teacher_folder(config);
+        let adapter = config.models.motion_adapter.as_deref().map(AdapterSource::from_path);
+        let loaded = load_pipeline(&teacher_dir, adapter.as_ref(), &options, device)?;
+        let video_scheduler = loaded.video_scheduler(config.video_schedule);
+        let video = parameterisation(&video_scheduler)?;
+        let (teacher_2d, image_scheduler) = load_teacher_2d(config, &loaded, device)?;
+        let image = parameterisation(&image_scheduler)?;
+        let student_config = StudentConfig {
+            prediction_type: video.prediction,
+            beta_schedule: Some(video_scheduler.beta_schedule),
+            ..config.student.clone()
+        };
+        let sampler = StudentSampler::new(video.schedule.clone(), &student_config)?;
+        let (text_encoder, unet) = (loaded.pipeline.text_encoder.clone(), loaded.pipeline.unet.clone());
+        let nets = Networks::new(text_encoder, unet, teacher_2d, config, device);
+        Ok(Self { teacher_dir, loaded, video_scheduler, video, image_scheduler, image, student_config, sampler, nets })
+    }
+
+    /// What the data source is checked against.
+    pub fn teacher_input(&self) -> TeacherInput<'_> {
+        let loaded = &self.loaded;
+        let vae_scale = loaded.vae_config.as_ref().map_or(1, |v| 1 << v.block_out_channels.len().saturating_sub(1));
+        TeacherInput { unet: &loaded.unet_config, vae: loaded.pipeline.vae.as_ref(), vae_scale }
+    }
+}
+
 /// Runs (or resumes) a distillation into `out` on the autodiff `devices`: the first holds the
 /// networks and the optimizers, and every update's batch is split over all of them (data
 /// parallel, [`crate::data_parallel`]). `on_iteration` sees
@@ -226,16 +307,9 @@ pub fn distill(
     for device in devices {
         config.dtype.configure(device).map_err(|e| TrainError::setting("dtype", e))?;
     }
-    let options = LoadOptions::in_precision(config.dtype);
-    let teacher_dir = teacher_folder(config);
-    let adapter = config.models.motion_adapter.as_deref().map(AdapterSource::from_path);
-    let loaded = load_pipeline(&teacher_dir, adapter.as_ref(), &options, device)?;
-    let video = video_parameterisation(&loaded)?;
-    let (teacher_2d, image) = load_teacher_2d(config, &loaded, device)?;
-    let student_config = StudentConfig { prediction_type: video.prediction, ..config.student.clone() };
-    let sampler = StudentSampler::new(video.schedule.clone(), &student_config)?;
-    let nets =
-        Networks::new(loaded.pipeline.text_encoder.clone(), loaded.pipeline.unet.clone(), teacher_2d, config, device);
+    let setup = RunSetup::load(config, device)?;
+    let source = DistillData::open(&config.data, &setup.teacher_input())?;
+    let RunSetup { teacher_dir, loaded, video_scheduler, video, image, student_config, sampler, nets, .. } = setup;
     let fresh = RunState {
         nets,
         optim: Optimizers::new(&config.optim),
@@ -253,7 +327,7 @@ pub fn distill(
     let inner = device.clone().without_autodiff();
     let evals_during = config.sample_every > 0 && config.sample_every < config.steps;
     let toy_eval = if evals_during { ToyEval::for_run(config, false, &inner)? } else { None };
-    let eval_sampler = student_sampler(&loaded.scheduler, &student_config)?;
+    let eval_sampler = student_sampler(&video_scheduler, &student_config)?;
     let learner = Learner {
         config,
         tokenizer: &loaded.tokenizer,
@@ -262,10 +336,8 @@ pub fn distill(
         sampler,
         device: device.clone(),
         replicas: replica_devices.iter().map(|device| FrozenReplica::new(&run.nets, device)).collect(),
+        draws: Default::default(),
     };
-    let vae_scale = loaded.vae_config.as_ref().map_or(1, |v| 1 << v.block_out_channels.len().saturating_sub(1));
-    let teacher_input = TeacherInput { unet: &loaded.unet_config, vae: loaded.pipeline.vae.as_ref(), vae_scale };
-    let source = DistillData::open(&config.data, &teacher_input)?;
     let skipped_path = out.join("skipped.txt");
     let started = Instant::now();
     let seconds_before = run.state.seconds;
@@ -299,6 +371,7 @@ pub fn distill(
             return Ok(run.state);
         }
     }
-    export_student(&teacher_dir, &loaded, &run.nets.student, &student_config, &out.join("student"))?;
+    let exported = Exported { unet: &run.nets.student, sampler: &student_config, scheduler: &video_scheduler };
+    export_student(&teacher_dir, &loaded, exported, &out.join("student"))?;
     Ok(run.state)
 }

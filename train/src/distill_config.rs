@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use avdm_model::sched::StudentConfig;
+use avdm_model::sched::{StudentConfig, VideoSchedule};
 use serde::{Deserialize, Serialize};
 
 use crate::adm::AdmTimesteps;
@@ -80,8 +80,10 @@ pub struct SdmConfig {
 }
 
 impl Default for SdmConfig {
+    /// The paper's `K` (4 of 16 frames, our choice: it gives no number) and `[0.2T, 0.98T]`; the
+    /// real-score guidance of DMD2's SD1.5 recipe (1.75; the paper gives none).
     fn default() -> Self {
-        Self { frames: 4, t_min: 200, t_max: 980, guidance: 1.0 }
+        Self { frames: 4, t_min: 200, t_max: 980, guidance: 1.75 }
     }
 }
 
@@ -162,8 +164,12 @@ pub struct DistillConfig {
     pub seed: u64,
     /// Generator updates.
     pub steps: usize,
-    /// Clips per generator update.
+    /// Clips per generator update over all devices and threads (the global batch).
     pub batch: usize,
+    /// The noise schedule of the video teacher and the student: AnimateDiff's `linear` betas
+    /// by default (what the motion modules were trained with), `folder` for the teacher
+    /// folder's own. Recorded in the exported `student.json`; fixed for a run.
+    pub video_schedule: VideoSchedule,
     /// The student's sampler (4 trailing steps, no CFG).
     pub student: StudentConfig,
     pub loss: LossConfig,
@@ -191,12 +197,13 @@ pub struct DistillConfig {
 }
 
 impl Default for DistillConfig {
-    /// The paper's settings (8 GPUs x batch 2, evaluated at 10k iterations).
+    /// The paper's settings: a global batch of 16 (8 GPUs x 2), evaluated at 10k iterations.
     fn default() -> Self {
         Self {
             seed: 0,
             steps: 10_000,
-            batch: 2,
+            batch: 16,
+            video_schedule: VideoSchedule::default(),
             student: StudentConfig::default(),
             loss: LossConfig::default(),
             adm: AdmTimesteps::default(),
@@ -349,6 +356,27 @@ mod tests {
         assert_eq!(back, videos);
         let err = toml::from_str::<DistillConfig>("[data]\nkind = \"cache\"\ndri = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("dri"), "{err}");
+    }
+
+    /// `configs/animatediff.toml` (the paper's run) is the default config with its paths, and the
+    /// defaults are the paper's numbers.
+    #[test]
+    fn the_shipped_animatediff_config_is_the_paper_run() {
+        let shipped: DistillConfig = toml::from_str(include_str!("../../configs/animatediff.toml")).unwrap();
+        shipped.validate().unwrap();
+        let models = ModelPaths {
+            teacher: Some("models/realistic-vision-v5-1".into()),
+            motion_adapter: Some("models/animatediff-motion-adapter-v1-5-2".into()),
+            teacher_2d: None,
+        };
+        let data = DataConfig::Cache { dir: "data/openvid-cache".into() };
+        assert_eq!(shipped, DistillConfig { models, data, ..DistillConfig::default() });
+        let (o, c) = (&shipped.optim, &shipped);
+        assert_eq!((c.batch, c.steps, c.critic_updates, o.warmup), (16, 10_000, 2, 500));
+        assert_eq!((o.lr_motion, o.lr_backbone, o.lr_head, o.lr_fake), (2e-5, 4e-6, 2e-5, 2e-5));
+        assert_eq!((o.beta1, o.beta2, o.weight_decay), (0.9, 0.999, 0.01));
+        assert_eq!((c.adm.t_min, c.adm.t_max, c.sdm.t_min, c.sdm.t_max), (0, 500, 200, 980));
+        assert_eq!((c.student.steps, c.video_schedule, c.sdm.guidance), (4, VideoSchedule::Animatediff, 1.75));
     }
 
     #[test]

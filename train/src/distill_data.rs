@@ -74,6 +74,26 @@ pub struct StepData {
 const TRIES: usize = 16;
 
 impl DistillData {
+    /// The source in words, for a run's plan.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Toy(world) => {
+                format!("the toy world ({} frames of {}x{} pixels)", world.frames, world.size, world.size)
+            }
+            Self::Cache(cache) => {
+                let [c, f, h, w] = cache.clip_dims;
+                format!("the latent cache {}: {} clips of {c}x{f}x{h}x{w}", cache.dir().display(), cache.len())
+            }
+            Self::Videos { dataset, clip, size, .. } => format!(
+                "{} videos ({} rows skipped), {} frames at stride {}, {size}x{size} pixels, encoded at every step",
+                dataset.entries.len(),
+                dataset.skipped.len(),
+                clip.frames,
+                clip.stride
+            ),
+        }
+    }
+
     /// Opens `config`'s data and checks its clips fit `teacher`.
     pub fn open(config: &DataConfig, teacher: &TeacherInput) -> Result<Self, TrainError> {
         let unet = teacher.unet;

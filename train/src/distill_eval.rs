@@ -104,13 +104,14 @@ pub fn final_table(config: &DistillConfig, out: &Path, device: &Device) -> Resul
     let trained = read_student_config(&student_dir)?.unwrap_or_else(|| config.student.clone());
     let mut runs: Vec<(String, &VideoPipeline, &ClipTokenizer, Sampler)> = Vec::new();
     for &steps in &config.eval.teacher_steps {
-        let sampler = ddim_sampler(&teacher.scheduler, steps, config.eval.teacher_guidance)?;
+        let sampler =
+            ddim_sampler(&teacher.video_scheduler(config.video_schedule), steps, config.eval.teacher_guidance)?;
         runs.push((format!("teacher ddim-{steps}"), &teacher.pipeline, &teacher.tokenizer, sampler));
     }
     // The starting point: the teacher itself on the student's sampler.
-    let sampler = student_sampler(&teacher.scheduler, &trained)?;
+    let sampler = student_sampler(&teacher.video_scheduler(config.video_schedule), &trained)?;
     runs.push((format!("teacher student-{}", trained.steps()), &teacher.pipeline, &teacher.tokenizer, sampler));
-    let sampler = student_sampler(&student.scheduler, &trained)?;
+    let sampler = student_sampler(&student.video_scheduler(config.video_schedule), &trained)?;
     runs.push((format!("student-{}", trained.steps()), &student.pipeline, &student.tokenizer, sampler));
     let mut rows = Vec::new();
     for (name, pipeline, tokenizer, sampler) in &runs {

@@ -394,10 +394,12 @@ pub fn ddim_sampler(config: &DdimConfig, steps: usize, guidance: f32) -> Result<
     Ok(Sampler::Ddim { scheduler, guidance_scale: guidance })
 }
 
-/// The student's sampler on a scheduler config's schedule and prediction type.
+/// The student's sampler on a scheduler config's schedule and prediction type; the betas the
+/// student was trained on (`student.beta_schedule`, from its `student.json`) win over the
+/// config's.
 pub fn student_sampler(config: &DdimConfig, student: &StudentConfig) -> Result<Sampler, TrainError> {
     let student = StudentConfig { prediction_type: config.prediction_type, ..student.clone() };
-    let schedule = DdimScheduler::new(config.clone())?.schedule;
+    let schedule = DdimScheduler::new(student.scheduler(config))?.schedule;
     Ok(Sampler::Student(StudentSampler::new(schedule, &student)?))
 }
 

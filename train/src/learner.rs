@@ -1,7 +1,10 @@
 //! One AVDM2 iteration (`method.md`, "Algorithm"): a generator update on the student's own
 //! rollout with ADM and frame-level SDM, then `critic_updates` updates each of the fake score
-//! (the plain diffusion loss on the generated frames) and of the discriminator head (real
-//! against generated clips).
+//! (the plain diffusion loss on the generated frames, at the SDM branch's timesteps
+//! `[t_min, t_max]` as the paper's Algorithm 1 says) and of the discriminator head (real
+//! against generated clips). As in DMD2, every critic update sees fresh generated clips: the
+//! first the generator update's (detached), each further one a new rollout of the updated
+//! student.
 //!
 //! Every random draw of step `s` is a pure function of the seed and `s`, so a run resumed from a
 //! checkpoint continues exactly as an uninterrupted one.
@@ -14,12 +17,10 @@ use avdm_model::{ClipTextTransformer, UNetMotionModel};
 use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
 
 use crate::adm::{Judged, discriminator_adm_loss, generator_adm_loss};
 use crate::backward_sim::backward_simulation;
-use crate::data_parallel::{Shard, sharded_gradients, split};
+use crate::data_parallel::{Shard, ShardedGradients, parallel_map, sharded_gradients, split};
 use crate::discriminator::DiscriminatorHead;
 use crate::distill_config::{DistillConfig, Losses, OptimConfig};
 use crate::error::TrainError;
@@ -27,7 +28,7 @@ use crate::fake_score::fake_score;
 use crate::grad_norm::clip_global_norm;
 use crate::param_groups::split_by_module;
 use crate::rekey::rekeyed;
-use crate::sample_streams::SampleStreams;
+use crate::sample_streams::{Draws, Purpose, SampleStreams};
 use crate::sdm::{dmd_loss, pick_frames};
 use crate::teacher::caption_ids;
 
@@ -202,6 +203,21 @@ pub struct Learner<'a> {
     /// The frozen networks on further devices (the other GPUs of the machine) that every
     /// update's batch is also split over ([`crate::data_parallel`]); empty for one device.
     pub replicas: Vec<FrozenReplica>,
+    /// Where the random draws come from (the seed, or a file for the learner's oracle test).
+    pub draws: Draws,
+}
+
+/// What the generator update's pass computed.
+pub struct GeneratorPass {
+    /// The batch gradient of the student's loss, before clipping.
+    pub grads: GradientsParams,
+    /// The loss terms (unweighted, means over the batch).
+    pub loss_adm: Option<f64>,
+    pub loss_sdm: Option<f64>,
+    /// The rollout's clips `(B, C, F, H, W)` (detached, on the main device without autodiff).
+    pub generated: Tensor<5>,
+    /// The sampler step the rollout ran with gradient.
+    pub stop: usize,
 }
 
 /// A value that must be finite, or the run stops at the last good checkpoint.
@@ -212,15 +228,6 @@ fn finite(step: usize, what: &'static str, value: f64) -> Result<f64, TrainError
 fn scalar(loss: &Tensor<1>) -> f64 {
     loss.clone().into_scalar::<f32>() as f64
 }
-
-/// Purposes of the per-sample random streams of a step.
-const ROLLOUT: u64 = 1;
-const ADM: u64 = 2;
-const SDM: u64 = 3;
-/// Fake-score update `k` draws from purpose `FAKE_SCORE + k`, discriminator update `k` from
-/// `DISCRIMINATOR + k`.
-const FAKE_SCORE: u64 = 1 << 16;
-const DISCRIMINATOR: u64 = 1 << 32;
 
 /// The networks a shard runs with (besides the one it trains) and their autodiff device.
 #[derive(Clone, Copy)]
@@ -268,8 +275,8 @@ struct GeneratorShard {
 }
 
 impl Learner<'_> {
-    fn streams(&self, step: usize, purpose: u64, shard: &Shard) -> SampleStreams {
-        SampleStreams::new(self.config.seed, step, purpose, shard.samples.clone())
+    fn streams(&self, step: usize, purpose: Purpose, shard: &Shard) -> SampleStreams {
+        self.draws.streams(self.config.seed, step, purpose, shard.samples.clone())
     }
 
     /// Text embeddings `(B, L, D)` of `captions` (frozen encoder, no autodiff).
@@ -295,6 +302,11 @@ impl Learner<'_> {
         std::iter::once(self.device.clone()).chain(self.replicas.iter().map(|r| r.device.clone())).collect()
     }
 
+    /// The shards every update of a batch of `batch` clips is split into.
+    fn shards(&self, batch: usize) -> Vec<Shard> {
+        split(batch, self.config.threads.max(1) * (1 + self.replicas.len()))
+    }
+
     /// Runs iteration `step`, updating `nets` and `optim`. Every update splits the batch over
     /// `config.threads` threads ([`crate::data_parallel`]).
     pub fn iterate(
@@ -308,70 +320,41 @@ impl Learner<'_> {
         let losses = c.loss.losses;
         let lr_factor = ((step + 1) as f64 / c.optim.warmup.max(1) as f64).min(1.0);
         let mut report = IterationReport { step, lr_factor, ..IterationReport::default() };
-        let batch = data.prompts.dims()[0];
-        let [_, channels, frames, height, width] = data
-            .real
-            .first()
-            .map(|real| real.clips.dims())
-            .ok_or_else(|| TrainError::setting("data", "an iteration needs real clips for the discriminator"))?;
-        if data.real.iter().any(|real| real.clips.dims()[0] != batch || real.text.dims()[0] != batch) {
-            return Err(TrainError::setting("data", format!("every real batch needs {batch} clips and captions")));
-        }
-        let devices = self.devices();
-        let shards = split(batch, c.threads.max(1) * devices.len());
-        // The fake score and the head as the generator update sees them (constants), on the
-        // other devices; the frozen networks were forked there once.
-        let trained: Vec<_> = (self.replicas.iter())
-            .map(|r| (nets.fake_score.clone().fork(&r.device), nets.head.clone().fork(&r.device)))
-            .collect();
 
         // 1-4. The generator update on the student's own rollout, with gradient at a random step.
-        let stop = StdRng::seed_from_u64(c.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            .random_range(0..self.sampler.timesteps.len());
-        report.rollout_step = stop;
-        let clip = [channels, frames, height, width];
-        let replicas = self.replicas(nets, &trained);
-        let sharded = sharded_gradients(&nets.student, &shards, &devices, |student, shard, d| {
-            let on = replicas[d];
-            self.generator_shard(step, stop, student, on, data, shard, clip)
-        })?;
-        let sum = |term: fn(&GeneratorShard) -> Option<f64>| sharded.outputs.iter().map(term).sum::<Option<f64>>();
-        report.loss_adm = sum(|s| s.adm).map(|v| finite(step, "ADM generator loss", v)).transpose()?;
-        report.loss_sdm = sum(|s| s.sdm).map(|v| finite(step, "SDM loss", v)).transpose()?;
-        let inner = self.device.clone().without_autodiff();
-        let generated = Tensor::cat(sharded.outputs.into_iter().map(|s| s.generated.to_device(&inner)).collect(), 0);
-        let (grads, norm) = self.clipped(&nets.student, sharded.grads);
+        let generator = self.generator_pass(step, nets, data)?;
+        report.rollout_step = generator.stop;
+        report.loss_adm = generator.loss_adm.map(|v| finite(step, "ADM generator loss", v)).transpose()?;
+        report.loss_sdm = generator.loss_sdm.map(|v| finite(step, "SDM loss", v)).transpose()?;
+        let (grads, norm) = self.clipped(&nets.student, generator.grads);
         report.grad_norm_student = finite(step, "student gradient norm", norm)?;
         let (motion, backbone) = split_by_module(&nets.student, grads, "motion_modules");
         let student = optim.student.step(c.optim.lr_motion * lr_factor, nets.student.clone(), motion);
         nets.student = optim.student.step(c.optim.lr_backbone * lr_factor, student, backbone);
         report.updates[0] = 1;
 
-        // 5-6. Two-timescale critic updates on the (detached) generated clips.
+        // 5-6. Two-timescale critic updates, each on fresh generated clips (detached).
         let (mut fake_losses, mut disc_losses, mut accs) = (Vec::new(), Vec::new(), Vec::new());
         for k in 0..c.critic_updates {
+            let generated = match k {
+                0 => generator.generated.clone(),
+                _ => self.fresh_fakes(step, k, &nets.student, &data.prompts, &generator.generated)?,
+            };
             if losses.uses_sdm() {
-                let sharded = sharded_gradients(&nets.fake_score, &shards, &devices, |fake_score, shard, d| {
-                    self.fake_score_shard(step, k, fake_score, &devices[d], &generated, &data.prompts, shard)
-                })?;
-                fake_losses.push(finite(step, "fake-score loss", sharded.loss)?);
-                let (grads, norm) = self.clipped(&nets.fake_score, sharded.grads);
+                let pass = self.fake_score_pass(step, k, nets, &generated, &data.prompts)?;
+                fake_losses.push(finite(step, "fake-score loss", pass.loss)?);
+                let (grads, norm) = self.clipped(&nets.fake_score, pass.grads);
                 report.grad_norm_fake = Some(finite(step, "fake-score gradient norm", norm)?);
                 nets.fake_score = optim.fake_score.step(c.optim.lr_fake * lr_factor, nets.fake_score.clone(), grads);
                 report.updates[1] += 1;
             }
             if losses.uses_adm() {
                 let real = data.real.get(k).unwrap_or(&data.real[0]);
-                // The discriminator's shards use the replicas' frozen teacher only.
-                let replicas = self.replicas(nets, &trained);
-                let sharded = sharded_gradients(&nets.head, &shards, &devices, |head, shard, d| {
-                    let on = replicas[d];
-                    self.discriminator_shard(step, k, head, on, real, (&generated, &data.prompts), shard)
-                })?;
-                disc_losses.push(finite(step, "discriminator loss", sharded.loss)?);
-                let sum = |side: fn(&(f64, f64)) -> f64| sharded.outputs.iter().map(side).sum::<f64>();
+                let pass = self.discriminator_pass(step, k, nets, real, &generated, &data.prompts)?;
+                disc_losses.push(finite(step, "discriminator loss", pass.loss)?);
+                let sum = |side: fn(&(f64, f64)) -> f64| pass.outputs.iter().map(side).sum::<f64>();
                 accs.push((sum(|a| a.0), sum(|a| a.1)));
-                let (grads, norm) = self.clipped(&nets.head, sharded.grads);
+                let (grads, norm) = self.clipped(&nets.head, pass.grads);
                 report.grad_norm_head = Some(finite(step, "discriminator gradient norm", norm)?);
                 nets.head = optim.head.step(c.optim.lr_head * lr_factor, nets.head.clone(), grads);
                 report.updates[2] += 1;
@@ -383,6 +366,146 @@ impl Learner<'_> {
         report.disc_accuracy_real = mean(&accs.iter().map(|a| a.0).collect::<Vec<_>>());
         report.disc_accuracy_fake = mean(&accs.iter().map(|a| a.1).collect::<Vec<_>>());
         Ok(report)
+    }
+
+    /// The generator update's forward and backward pass (steps 1-3 of the algorithm) on the
+    /// student of `nets`: the rollout, ADM and SDM, and the batch gradient of
+    /// `lambda_sdm L_SDM + lambda_adm L_ADM` before clipping.
+    pub fn generator_pass(
+        &self,
+        step: usize,
+        nets: &Networks,
+        data: &IterationData,
+    ) -> Result<GeneratorPass, TrainError> {
+        let batch = data.prompts.dims()[0];
+        let [_, channels, frames, height, width] = data
+            .real
+            .first()
+            .map(|real| real.clips.dims())
+            .ok_or_else(|| TrainError::setting("data", "an iteration needs real clips for the discriminator"))?;
+        if data.real.iter().any(|real| real.clips.dims()[0] != batch || real.text.dims()[0] != batch) {
+            return Err(TrainError::setting("data", format!("every real batch needs {batch} clips and captions")));
+        }
+        let devices = self.devices();
+        // The fake score and the head as the generator update sees them (constants), on the
+        // other devices; the frozen networks were forked there once.
+        let trained: Vec<_> = (self.replicas.iter())
+            .map(|r| (nets.fake_score.clone().fork(&r.device), nets.head.clone().fork(&r.device)))
+            .collect();
+        let stop = self.rollout_stop(step, Purpose::Rollout);
+        let clip = [channels, frames, height, width];
+        let replicas = self.replicas(nets, &trained);
+        let sharded = sharded_gradients(&nets.student, &self.shards(batch), &devices, |student, shard, d| {
+            self.generator_shard(step, stop, student, replicas[d], data, shard, clip)
+        })?;
+        let sum = |term: fn(&GeneratorShard) -> Option<f64>| sharded.outputs.iter().map(term).sum::<Option<f64>>();
+        let (loss_adm, loss_sdm) = (sum(|s| s.adm), sum(|s| s.sdm));
+        let inner = self.device.clone().without_autodiff();
+        let generated = Tensor::cat(sharded.outputs.into_iter().map(|s| s.generated.to_device(&inner)).collect(), 0);
+        Ok(GeneratorPass { grads: sharded.grads, loss_adm, loss_sdm, generated, stop })
+    }
+
+    /// Fake-score update `k`'s pass: the batch gradient (before clipping) of the diffusion loss
+    /// on generated clips `(B, C, F, H, W)` with their prompts `(B, L, D)`.
+    pub fn fake_score_pass(
+        &self,
+        step: usize,
+        k: usize,
+        nets: &Networks,
+        generated: &Tensor<5>,
+        prompts: &Tensor<3>,
+    ) -> Result<ShardedGradients<()>, TrainError> {
+        let devices = self.devices();
+        let shards = self.shards(generated.dims()[0]);
+        sharded_gradients(&nets.fake_score, &shards, &devices, |fake_score, shard, d| {
+            self.fake_score_shard(step, k, fake_score, &devices[d], generated, prompts, shard)
+        })
+    }
+
+    /// Discriminator update `k`'s pass: the batch gradient (before clipping) of the head's loss
+    /// on `real` clips against generated ones `(B, C, F, H, W)` with their prompts, and each
+    /// shard's weighted accuracy on both.
+    pub fn discriminator_pass(
+        &self,
+        step: usize,
+        k: usize,
+        nets: &Networks,
+        real: &RealBatch,
+        generated: &Tensor<5>,
+        prompts: &Tensor<3>,
+    ) -> Result<ShardedGradients<(f64, f64)>, TrainError> {
+        let devices = self.devices();
+        let shards = self.shards(generated.dims()[0]);
+        sharded_gradients(&nets.head, &shards, &devices, |head, shard, d| {
+            // The discriminator's shards use the frozen teacher of their device only.
+            let teacher = if d == 0 { &nets.teacher } else { &self.replicas[d - 1].teacher };
+            self.discriminator_shard(step, k, head, (&devices[d], teacher), real, (generated, prompts), shard)
+        })
+    }
+
+    /// The gradient of the (unweighted) SDM loss with respect to generated clips `x0 (B, C, F,
+    /// H, W)` with their prompts `(B, L, D)`, with the draws of the generator update of `step`
+    /// (zero on frames the SDM branch did not pick); on the main device.
+    pub fn sdm_gradient(
+        &self,
+        step: usize,
+        nets: &Networks,
+        x0: Tensor<5>,
+        prompts: &Tensor<3>,
+    ) -> Result<Tensor<5>, TrainError> {
+        let whole = Shard { samples: 0..x0.dims()[0], total: x0.dims()[0] };
+        let inner = self.device.clone().without_autodiff();
+        let x0 = x0.to_device(&inner).autodiff().require_grad();
+        let text = prompts.clone().to_device(&inner);
+        let loss = self.sdm_loss(
+            Replica::main(nets, &self.device),
+            &x0,
+            &text,
+            &mut self.streams(step, Purpose::Sdm, &whole),
+        )?;
+        let grads = loss.backward();
+        Ok(x0.grad(&grads).expect("the SDM loss depends on the clips"))
+    }
+
+    /// The step of the student's sampler at which the rollout for `purpose` (the generator
+    /// update's, or a critic update's fresh fakes) stops. The same for every shard.
+    fn rollout_stop(&self, step: usize, purpose: Purpose) -> usize {
+        self.draws.rollout_stop(self.config.seed, step, purpose, self.sampler.timesteps.len())
+    }
+
+    /// Fresh generated clips for critic update `k >= 1`, shaped as `like (B, C, F, H, W)`
+    /// (without autodiff, on the main device): the current student's own rollout from new
+    /// noise, stopped at a new random step, every shard on its device.
+    pub fn fresh_fakes(
+        &self,
+        step: usize,
+        k: usize,
+        student: &UNetMotionModel,
+        prompts: &Tensor<3>,
+        like: &Tensor<5>,
+    ) -> Result<Tensor<5>, TrainError> {
+        let [batch, channels, frames, height, width] = like.dims();
+        let per_clip = [1, channels, frames, height, width];
+        let shards = self.shards(batch);
+        let stop = self.rollout_stop(step, Purpose::CriticRollout(k));
+        let devices = self.devices();
+        let main = self.device.clone().without_autodiff();
+        let work: Vec<_> = (shards.iter().enumerate())
+            .map(|(i, shard)| {
+                let d = i % devices.len();
+                (student.clone().fork(&devices[d]).valid(), shard, devices[d].clone().without_autodiff())
+            })
+            .collect();
+        let parts = parallel_map(work, |(student, shard, inner)| -> Result<Tensor<5>, TrainError> {
+            let text_frames = repeat_per_frame(shard.rows(prompts.clone()).to_device(&inner), frames);
+            let mut noise = self.streams(step, Purpose::CriticRollout(k), shard);
+            let denoise = |x: Tensor<5>, t: usize| student.forward(x, column(&[t], &inner), text_frames.clone());
+            let start = noise.normal(per_clip, &inner);
+            let rollout =
+                backward_simulation(&self.sampler, stop, start, denoise, denoise, || noise.normal(per_clip, &inner))?;
+            Ok(rollout.x0.to_device(&main))
+        });
+        Ok(Tensor::cat(parts.into_iter().collect::<Result<Vec<_>, _>>()?, 0))
     }
 
     /// The generator loss of one shard (weighted by its share of the batch), computed through
@@ -406,7 +529,7 @@ impl Learner<'_> {
         let inner = device.clone().without_autodiff();
         let text = shard.rows(data.prompts.clone()).to_device(&inner);
         let text_frames = repeat_per_frame(text.clone(), frames);
-        let mut rollout_noise = self.streams(step, ROLLOUT, shard);
+        let mut rollout_noise = self.streams(step, Purpose::Rollout, shard);
         let student_frozen = student.valid();
         let rollout = backward_simulation(
             &self.sampler,
@@ -429,7 +552,7 @@ impl Learner<'_> {
             value
         };
         if c.loss.losses.uses_adm() {
-            let mut streams = self.streams(step, ADM, shard);
+            let mut streams = self.streams(step, Purpose::Adm, shard);
             let judged = Judged {
                 clips: generated.clone(),
                 noise: streams.normal(per_clip, device),
@@ -441,7 +564,7 @@ impl Learner<'_> {
             adm = Some(add(generator_adm_loss(on.teacher, &self.video.schedule, &head, judged)?, c.loss.lambda_adm));
         }
         if c.loss.losses.uses_sdm() {
-            let loss = self.sdm_loss(on, &generated, &text, &mut self.streams(step, SDM, shard))?;
+            let loss = self.sdm_loss(on, &generated, &text, &mut self.streams(step, Purpose::Sdm, shard))?;
             sdm = Some(add(loss, c.loss.lambda_sdm));
         }
         let total = total.expect("every setting has a generator loss");
@@ -524,7 +647,7 @@ impl Learner<'_> {
         prompts: &Tensor<3>,
         shard: &Shard,
     ) -> Result<(Tensor<1>, ()), TrainError> {
-        let mut streams = self.streams(step, FAKE_SCORE + k as u64, shard);
+        let mut streams = self.streams(step, Purpose::FakeScore(k), shard);
         let inner = device.clone().without_autodiff();
         let text = shard.rows(prompts.clone()).to_device(&inner);
         let (x0, view_text) = self.sdm_view(shard.rows(generated.clone()).to_device(&inner), &text, &mut streams);
@@ -532,7 +655,7 @@ impl Learner<'_> {
         let [n, ch, f, h, w] = x0.dims();
         let per = n / shard.samples.len();
         let query = self.sdm_query();
-        let timesteps = streams.timesteps(per, 0, query.schedule.train_timesteps() - 1);
+        let timesteps = streams.timesteps(per, self.config.sdm.t_min, self.config.sdm.t_max);
         let eps = streams.normal([per, ch, f, h, w], device);
         let x_t = query.schedule.noise_batch(x0.clone(), eps.clone(), &timesteps).x_t;
         let output = fake_score.forward(x_t, column(&timesteps, device), view_text)?;
@@ -540,24 +663,25 @@ impl Learner<'_> {
     }
 
     /// The weighted discriminator loss of the head (a fork) on one shard of real clips and of
-    /// the generated ones, for critic update `k`; also its weighted accuracy on each.
+    /// the generated ones, for critic update `k`, with the frozen teacher on the shard's
+    /// device; also its weighted accuracy on each.
     #[allow(clippy::too_many_arguments)]
     fn discriminator_shard(
         &self,
         step: usize,
         k: usize,
         head: DiscriminatorHead,
-        on: Replica,
+        (device, teacher): (&Device, &UNetMotionModel),
         real: &RealBatch,
         (generated, prompts): (&Tensor<5>, &Tensor<3>),
         shard: &Shard,
     ) -> Result<(Tensor<1>, (f64, f64)), TrainError> {
         let c = self.config;
-        let mut streams = self.streams(step, DISCRIMINATOR + k as u64, shard);
+        let mut streams = self.streams(step, Purpose::Discriminator(k), shard);
         let [_, channels, frames, height, width] = real.clips.dims();
-        let inner = on.device.clone().without_autodiff();
+        let inner = device.clone().without_autodiff();
         let mut judged = |clips: Tensor<5>, text: &Tensor<3>| Judged {
-            noise: streams.normal([1, channels, frames, height, width], on.device),
+            noise: streams.normal([1, channels, frames, height, width], device),
             timesteps: streams.timesteps(1, c.adm.t_min, c.adm.t_max),
             clips: shard.rows(clips).to_device(&inner).autodiff(),
             text: repeat_per_frame(shard.rows(text.clone()).to_device(&inner), frames).autodiff(),
@@ -565,7 +689,7 @@ impl Learner<'_> {
         let real_batch = judged(real.clips.clone(), &real.text);
         let fake_batch = judged(generated.clone(), prompts);
         let (loss, (real_acc, fake_acc)) =
-            discriminator_adm_loss(on.teacher, &self.video.schedule, &head, real_batch, fake_batch)?;
+            discriminator_adm_loss(teacher, &self.video.schedule, &head, real_batch, fake_batch)?;
         let weight = shard.weight();
         Ok((loss * weight, (real_acc * weight as f64, fake_acc * weight as f64)))
     }

@@ -44,6 +44,33 @@ pub fn split_by_module<M: Module>(
     (matching, grads)
 }
 
+/// The numbers of values of `module`'s parameters under a module named `segment` and of the
+/// rest.
+pub fn values_by_module<M: Module>(module: &M, segment: &str) -> (usize, usize) {
+    struct Count<'a> {
+        path: Vec<String>,
+        segment: &'a str,
+        counts: (usize, usize),
+    }
+    impl ModuleVisitor for Count<'_> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let n = param.shape().num_elements();
+            if self.path.iter().any(|p| p == self.segment) { self.counts.0 += n } else { self.counts.1 += n }
+        }
+    }
+    let mut count = Count { path: Vec::new(), segment, counts: (0, 0) };
+    module.visit(&mut count);
+    count.counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +91,8 @@ mod tests {
         assert!(motion.get::<2>(proj_out.id).is_some() && rest.get::<2>(proj_out.id).is_none());
         let conv_in = &unet.conv_in.weight;
         assert!(rest.get::<4>(conv_in.id).is_some() && motion.get::<4>(conv_in.id).is_none());
+        let (motion_values, rest_values) = values_by_module(&unet, "motion_modules");
+        assert_eq!(rest_values, unet.without_motion_modules().num_params(), "the 2D backbone");
+        assert_eq!(motion_values + rest_values, unet.num_params());
     }
 }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use avdm_model::i3d::InceptionI3d;
+use avdm_model::sched::BetaSchedule;
 use avdm_model::vae::AutoencoderKL;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,9 @@ pub struct StandardRow {
     pub steps: Option<usize>,
     pub guidance: Option<f32>,
     pub nfe: Option<usize>,
+    /// The betas the model was sampled on (none for a folder of videos).
+    #[serde(default)]
+    pub beta_schedule: Option<BetaSchedule>,
     pub videos: usize,
     pub fvd: Option<Fvd>,
     /// Mean over videos of the mean over frames of `max(100 cos, 0)`.
@@ -157,6 +161,7 @@ impl<'a> StandardAccumulator<'a> {
             steps: None,
             guidance: None,
             nfe: None,
+            beta_schedule: None,
             videos,
             fvd,
             clipscore,

@@ -24,6 +24,8 @@ fn config(losses: Losses) -> DistillConfig {
     c.optim.warmup = 1;
     c.optim.lr_backbone = 1e-4;
     c.optim.lr_motion = 1e-4;
+    // Without real-score guidance the fake score starts as the real score (SDM's gradient 0).
+    c.sdm.guidance = 1.0;
     c
 }
 
@@ -58,6 +60,7 @@ impl Fixture {
             sampler: StudentSampler::new(NoiseSchedule::animatediff(), &student_config).unwrap(),
             device: self.device.clone(),
             replicas: Vec::new(),
+            draws: Default::default(),
         }
     }
 

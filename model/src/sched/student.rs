@@ -5,8 +5,8 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::ddim::PredictionType;
-use super::schedule::NoiseSchedule;
+use super::ddim::{DdimConfig, PredictionType};
+use super::schedule::{BetaSchedule, NoiseSchedule};
 use crate::error::ConfigError;
 
 /// Which timesteps the student visits: `steps` "trailing" timesteps of the training range
@@ -20,15 +20,25 @@ pub struct StudentConfig {
     /// What the model outputs (its scheduler config's `prediction_type`).
     #[serde(default)]
     pub prediction_type: PredictionType,
+    /// The betas the student was trained on (a distillation records its video schedule here);
+    /// `None`: its folder's scheduler config says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_schedule: Option<BetaSchedule>,
 }
 
 impl Default for StudentConfig {
     fn default() -> Self {
-        Self { steps: 4, timesteps: None, prediction_type: PredictionType::Epsilon }
+        Self { steps: 4, timesteps: None, prediction_type: PredictionType::Epsilon, beta_schedule: None }
     }
 }
 
 impl StudentConfig {
+    /// The scheduler config the student samples on: `folder` (its video schedule) with the betas
+    /// it was trained on, when its `student.json` records them.
+    pub fn scheduler(&self, folder: &DdimConfig) -> DdimConfig {
+        DdimConfig { beta_schedule: self.beta_schedule.unwrap_or(folder.beta_schedule), ..folder.clone() }
+    }
+
     /// The number of sampling steps: the explicit timesteps' count when given.
     pub fn steps(&self) -> usize {
         self.timesteps.as_ref().map_or(self.steps, Vec::len)

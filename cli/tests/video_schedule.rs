@@ -117,7 +117,7 @@ fn generate_eval_and_distill_query_the_video_model_on_one_schedule() {
     };
     let plan = dry_run("animatediff");
     let line = |name: &str| plan.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}:\n{plan}"));
-    assert!(line("video schedule").contains("linear betas 0.00085..0.012, epsilon"), "{plan}");
+    assert!(line("video schedule").contains("linear betas 0.00085..0.012, prediction_type epsilon"), "{plan}");
     assert!(!line("video schedule").contains("scaled_linear betas"), "{plan}");
     assert!(line("2D schedule").contains("scaled_linear betas 0.00085..0.012"), "{plan}");
     assert!(line("student sampler").contains("[999, 749, 499, 249]"), "{plan}");

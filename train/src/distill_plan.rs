@@ -163,7 +163,7 @@ fn millions(values: usize) -> String {
 impl fmt::Display for PlannedSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (kind, lo, hi, pred) = (name(self.beta_schedule), self.beta_start, self.beta_end, &self.prediction);
-        write!(f, "{kind} betas {lo}..{hi}, {pred} prediction: {}", self.source)
+        write!(f, "{kind} betas {lo}..{hi}, prediction_type {pred}: {}", self.source)
     }
 }
 
@@ -201,6 +201,9 @@ impl fmt::Display for Plan {
         writeln!(f, "frozen")?;
         for (what, values) in &self.frozen {
             writeln!(f, "  {:<24} {:>10}", what, millions(*values))?;
+        }
+        if c.models.teacher_2d.is_none() {
+            writeln!(f, "  2D teacher               the video teacher's 2D UNet (its weights, no copy)")?;
         }
         let per_device = self.batch.div_ceil(self.devices);
         writeln!(

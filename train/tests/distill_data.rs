@@ -4,6 +4,7 @@
 //! skipped and logged, and data that does not fit the teacher is named.
 
 mod common;
+mod resume;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,8 @@ fn a_run_trains_on_the_clips_and_text_of_a_latent_cache() {
     let state = distill(&config, &tmp.path().join("run"), false, &[device.clone().autodiff()], |_| true).unwrap();
     assert_eq!(state.step, 2);
     assert!(tmp.path().join("run/student/unet").is_dir());
+    // A resumed run reads the same clips: it ends where an uninterrupted one does.
+    resume::assert_resume_is_exact(|steps| DistillConfig { steps, ..config.clone() });
 }
 
 #[test]

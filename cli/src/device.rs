@@ -5,7 +5,8 @@ use avdm_model::precision::Precision;
 use burn::prelude::Device;
 
 /// Resolves a `--device` value. `auto` takes the first GPU backend this binary was built with
-/// (`cuda`, then `wgpu`) and falls back to the CPU (flex).
+/// (`cuda` when the NVIDIA driver answers with a GPU, then `wgpu`) and falls back to the CPU
+/// (flex).
 pub fn parse_device(name: &str) -> anyhow::Result<Device> {
     let (kind, index) = match name.split_once(':') {
         Some((kind, i)) => match i.parse::<usize>() {
@@ -59,15 +60,18 @@ pub fn default_threads(name: &str) -> usize {
 
 fn auto_device() -> Device {
     #[cfg(feature = "cuda")]
-    return Device::cuda(0);
-    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    if crate::cuda_probe::probe_cuda(0).is_ok() {
+        return Device::cuda(0);
+    }
+    #[cfg(feature = "wgpu")]
     return Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    #[cfg(not(feature = "wgpu"))]
     Device::flex()
 }
 
 #[cfg(feature = "cuda")]
 fn cuda(index: usize) -> anyhow::Result<Device> {
+    crate::cuda_probe::probe_cuda(index)?;
     Ok(Device::cuda(index))
 }
 

@@ -5,6 +5,7 @@ mod bench;
 mod bench_distill;
 mod cache;
 mod convert;
+mod cuda_probe;
 mod device;
 mod distill;
 mod eval;
@@ -21,8 +22,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `avdm --version`: the version and the backends this binary was built with.
+#[cfg(all(feature = "cuda", feature = "wgpu"))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu, cuda, wgpu)");
+#[cfg(all(feature = "cuda", not(feature = "wgpu")))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu, cuda)");
+#[cfg(all(not(feature = "cuda"), feature = "wgpu"))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu, wgpu)");
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu)");
+
 #[derive(Parser)]
-#[command(name = "avdm", version, about = "Distill AnimateDiff into a 4-step video generator (AVDM2)")]
+#[command(name = "avdm", version = VERSION, about = "Distill AnimateDiff into a 4-step video generator (AVDM2)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

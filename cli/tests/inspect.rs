@@ -43,3 +43,13 @@ fn missing_folder_fails_with_its_name() {
     let (ok, _, stderr) = avdm(&["inspect"]);
     assert!(!ok && stderr.contains("--unet"), "{stderr}");
 }
+
+/// `avdm --version` names the backends this binary has; `--device cuda` without them (or without
+/// a GPU) is a clear error, not a panic.
+#[test]
+fn the_version_names_the_backends_and_a_missing_gpu_is_named() {
+    let (ok, stdout, _) = avdm(&["--version"]);
+    assert!(ok && stdout.contains("backends: cpu"), "{stdout}");
+    let (ok, _, stderr) = avdm(&["generate", "--pipeline", "x", "--prompt", "a", "--out", "x.gif", "--device", "cuda"]);
+    assert!(!ok && stderr.contains("--device cuda") && !stderr.contains("panicked"), "{stderr}");
+}

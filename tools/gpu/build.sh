@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the release `avdm` with the `cuda` backend (and, with --wgpu, one with `wgpu`) on a
+# machine that reaches only the package registries, and strips and packs it for a GPU machine.
+#
+#   tools/gpu/build.sh [--wgpu]       -> target/gpu/avdm-cuda(.xz) [, target/gpu/avdm-wgpu(.xz)]
+#
+# Burn 0.22.1's `cuda` brings cubecl-cuda 0.11.3, whose LLVM NVPTX path statically links an
+# LLVM that `tracel-llvm-bundler`'s build script downloads from GitHub unless it finds one
+# installed under the user's data folder (`tracel/tracel-llvm-23.1.0-4`, with a sentinel file
+# `.tracel-llvm-installed` and `bin/llvm-config`). This script lays Debian's LLVM 22 there
+# (book: benchmarks, "GPU"; ../shared/docs/reference/cuda-offline-build.md):
+# - llvm-22-dev (static libraries with NVPTX, llvm-config), libpolly-22-dev (its llvm-config
+#   lists Polly), libzstd-dev;
+# - a `liblibz3.so` link: llvm-config --system-libs prints libz3 as a full path, which the
+#   bundler turns into `-llibz3`.
+# About 20 minutes from scratch on 2 cores (its own target dir, target/cuda).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+WGPU=0
+[ "${1:-}" = "--wgpu" ] && WGPU=1
+
+if ! dpkg -s llvm-22-dev libpolly-22-dev libzstd-dev >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends llvm-22-dev llvm-22 libpolly-22-dev libzstd-dev >/dev/null
+fi
+LLVM=/usr/lib/llvm-22
+DATA="${XDG_DATA_HOME:-$HOME/.local/share}/tracel"
+mkdir -p "$DATA"
+ln -sfn "$LLVM" "$DATA/tracel-llvm-23.1.0-4"
+touch "$LLVM/.tracel-llvm-installed"
+Z3=$(ls /usr/lib/x86_64-linux-gnu/libz3.so* 2>/dev/null | head -1 || true)
+if [ -n "$Z3" ] && [ ! -e "$LLVM/lib/liblibz3.so" ]; then
+    ln -sf "$Z3" "$LLVM/lib/liblibz3.so"
+fi
+echo "LLVM for the bundler: $DATA/tracel-llvm-23.1.0-4 -> $LLVM ($("$LLVM/bin/llvm-config" --version))"
+
+mkdir -p target/gpu
+pack() {
+    local feature=$1
+    CARGO_TARGET_DIR=target/$feature cargo build --release -p avdm-cli --features "$feature"
+    cp "target/$feature/release/avdm" "target/gpu/avdm-$feature"
+    strip "target/gpu/avdm-$feature"
+    xz -6 -T0 -kf "target/gpu/avdm-$feature"
+    ls -l "target/gpu/avdm-$feature" "target/gpu/avdm-$feature.xz"
+    "target/gpu/avdm-$feature" --version
+}
+pack cuda
+[ "$WGPU" = 1 ] && pack wgpu
+echo "carry target/gpu/avdm-cuda.xz; on the GPU machine: xz -dk target/gpu/avdm-cuda.xz"

@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::bench_distill::DistillStep;
 use crate::device::{configure_dtype, parse_device};
 use crate::output::write_json_atomically;
+use crate::parity_check::{TOLERANCE, tiny_unet_parity};
 use crate::peak_memory::{PeakMemory, peak, reset_peak};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -78,6 +79,10 @@ pub struct BenchArgs {
     /// two fake-score and two discriminator updates; --batch clips of --frames frames).
     #[arg(long)]
     distill_step: bool,
+    /// Also run the tiny UNet + motion adapter fixture made by diffusers (`tests/fixtures/tiny_unet`)
+    /// on --device and compare with diffusers' outputs (fails above 1e-4).
+    #[arg(long)]
+    parity: Option<PathBuf>,
     /// auto, cpu, wgpu, vulkan or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -138,6 +143,14 @@ fn unet(size: Size, precision: Precision, device: &Device) -> anyhow::Result<(UN
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
     configure_dtype(args.dtype, &device)?;
+    let parity = match &args.parity {
+        Some(dir) => {
+            let error = tiny_unet_parity(dir, &device)?;
+            println!("tiny UNet parity with diffusers on {device:?}: max error {error:.1e} (tolerance {TOLERANCE:e})");
+            Some(error)
+        }
+        None => None,
+    };
     let mut timings = Vec::new();
     let mut report = |t: Timing| {
         println!("{:<48} {:?}: {:.3} s (median of {}); {}", t.what, t.shape, t.median_s, t.runs.len(), t.memory);
@@ -222,6 +235,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         let json = serde_json::json!({
             "device": format!("{device:?}"), "dtype": args.dtype, "repeat": args.repeat, "timings": timings,
+            "parity_max_error": parity,
             "avdm_version": env!("CARGO_PKG_VERSION"),
         });
         write_json_atomically(out, &json)?;

@@ -14,6 +14,7 @@ mod generate;
 mod inspect;
 mod interrupt;
 mod output;
+mod parity_check;
 mod peak_memory;
 mod train_judge;
 mod train_teacher;

@@ -12,10 +12,21 @@ fn bench_times_the_tiny_unet_and_refuses_bad_shapes() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("bench.json");
     let args = ["bench", "--size", "tiny", "--frames", "2", "--tiny-side", "16", "--repeat", "2", "--backward"];
-    let extra = ["--attention", "chunked,burn", "--distill-step", "--out", out.to_str().unwrap()];
+    let parity = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny_unet");
+    let extra = [
+        "--attention",
+        "chunked,burn",
+        "--distill-step",
+        "--parity",
+        parity.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
     let (ok, stderr) = avdm(&[&args[..], &extra[..]].concat());
     assert!(ok, "{stderr}");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let parity_error = json["parity_max_error"].as_f64().unwrap();
+    assert!(parity_error < 1e-4, "the tiny UNet against diffusers: {parity_error}");
     let timings = json["timings"].as_array().unwrap();
     assert_eq!(timings.len(), 4, "forward, forward + backward with each attention, a distillation iteration");
     assert!(timings[2]["what"].as_str().unwrap().contains("Burn attention"), "{}", timings[2]);
@@ -30,6 +41,8 @@ fn bench_times_the_tiny_unet_and_refuses_bad_shapes() {
     }
     let (ok, stderr) = avdm(&["bench", "--size", "tiny", "--tiny-side", "30"]);
     assert!(!ok && stderr.contains("multiple of 4") && !stderr.contains("panicked"), "{stderr}");
+    let (ok, stderr) = avdm(&["bench", "--size", "tiny", "--parity", "/no/such/fixture"]);
+    assert!(!ok && stderr.contains("/no/such/fixture") && !stderr.contains("panicked"), "{stderr}");
     let (ok, stderr) = avdm(&["bench", "--size", "huge"]);
     assert!(!ok && stderr.contains("huge"), "{stderr}");
 }

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The prepared GPU check: one run on a lent GPU machine (no Rust, no network; the repository,
+# the `avdm` binary of tools/gpu/build.sh and the machine's own PyTorch), writing one Markdown
+# table to OUTDIR/check.md. Without a GPU, `--device cpu` runs the same steps at tiny sizes
+# (a test runs that mode), so the script is known to work before a GPU is lent.
+#
+#   tools/gpu/check.sh OUTDIR                 # CUDA: target/gpu/avdm-cuda (unpacked from .xz)
+#   tools/gpu/check.sh --device cpu OUTDIR    # CPU, tiny sizes: target/release/avdm
+#   AVDM=path/to/avdm tools/gpu/check.sh ...  # another binary
+#
+# Rows: (1) the tiny UNet against diffusers' outputs on the device (and on Vulkan when
+# target/gpu/avdm-wgpu is there); (2) UNetMotionModel forward and forward + backward (chunked and
+# Burn attention) in f32 and bf16, with PyTorch's times on the same shapes when torch and
+# diffusers import (tools/bench/bench_diffusers.py), as ratios; (3) one AVDM2 iteration, time and
+# peak memory; (4) the toy teacher's 25-step CFG and 4-step student sampling end to end; (5) a
+# few toy distillation iterations on the device against the same on the CPU (loss by loss).
+# Not yet: a 4-step 16x512x512 generation with the VAE (needs a full-size pipeline folder).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DEVICE=cuda
+if [ "${1:-}" = "--device" ]; then
+    DEVICE=$2
+    shift 2
+fi
+OUT=${1:?usage: tools/gpu/check.sh [--device cuda|cpu] OUTDIR}
+mkdir -p "$OUT"
+if [ "$DEVICE" = cpu ]; then
+    AVDM=${AVDM:-target/release/avdm}
+    SIZE=tiny FRAMES=2 SIDE=16 SIDE_FLAG=--tiny-side REPEAT=1 STEPS=2
+else
+    if [ -z "${AVDM:-}" ] && [ ! -x target/gpu/avdm-cuda ] && [ -f target/gpu/avdm-cuda.xz ]; then
+        xz -dk target/gpu/avdm-cuda.xz
+        chmod +x target/gpu/avdm-cuda
+    fi
+    AVDM=${AVDM:-target/gpu/avdm-cuda}
+    SIZE=full FRAMES=16 SIDE=64 SIDE_FLAG=--full-side REPEAT=3 STEPS=3
+fi
+[ -x "$AVDM" ] || { echo "no avdm binary at $AVDM (tools/gpu/build.sh builds it)" >&2; exit 1; }
+TABLE="$OUT/check.md"
+LOG="$OUT/check.log"
+: > "$LOG"
+{
+    echo "GPU check: \`$("$AVDM" --version)\`, device \`$DEVICE\`, $(date -u +%Y-%m-%d)"
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | sed 's/^/GPU: /'
+    echo
+    echo "| check | result | command |"
+    echo "| --- | --- | --- |"
+} > "$TABLE"
+row() { echo "| $1 | $2 | \`$3\` |" >> "$TABLE"; }
+# Runs a command, logging it; on failure the row says so and the check goes on.
+attempt() {
+    echo "\$ $*" >> "$LOG"
+    "$@" >> "$LOG" 2>&1
+}
+json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+# (1) Parity on the device.
+for dev in "$DEVICE" $( [ -x target/gpu/avdm-wgpu ] && [ "$DEVICE" != cpu ] && echo vulkan ); do
+    bin=$AVDM
+    [ "$dev" = vulkan ] && bin=target/gpu/avdm-wgpu
+    cmd=("$bin" bench --size tiny --frames 2 --tiny-side 16 --repeat 1 --parity tests/fixtures/tiny_unet --device "$dev" --out "$OUT/parity-$dev.json")
+    if attempt "${cmd[@]}"; then
+        row "tiny UNet vs diffusers on $dev (tolerance 1e-4)" "max error $(json "$OUT/parity-$dev.json" "'%.1e' % d['parity_max_error']")" "${cmd[*]}"
+    else
+        row "tiny UNet vs diffusers on $dev" "FAILED (see check.log)" "${cmd[*]}"
+    fi
+done
+
+# (2) The UNet forward and forward + backward, ours and PyTorch's.
+TORCH=0
+python3 -c "import torch, diffusers" 2>/dev/null && TORCH=1
+for dtype in f32 bf16; do
+    cmd=("$AVDM" bench --size "$SIZE" --frames "$FRAMES" "$SIDE_FLAG" "$SIDE" --backward --attention chunked,burn --repeat "$REPEAT" --dtype "$dtype" --device "$DEVICE" --out "$OUT/unet-$dtype.json")
+    if ! attempt "${cmd[@]}"; then
+        row "$SIZE UNet, $dtype" "FAILED (see check.log)" "${cmd[*]}"
+        continue
+    fi
+    torch_file="$OUT/torch-$dtype.jsonl"
+    torch_cmd=(python3 tools/bench/bench_diffusers.py --size "$SIZE" --frames "$FRAMES" --side "$SIDE" --backward --repeat "$REPEAT" --device "$DEVICE" --dtype "$dtype")
+    if [ "$TORCH" = 1 ] && { echo "\$ ${torch_cmd[*]}" >> "$LOG"; "${torch_cmd[@]}" > "$torch_file" 2>> "$LOG"; }; then :; else rm -f "$torch_file"; fi
+    python3 - "$OUT/unet-$dtype.json" "$torch_file" "$dtype" "${cmd[*]}" >> "$TABLE" <<'PY'
+import json, os, sys
+ours = json.load(open(sys.argv[1]))["timings"]
+theirs = []
+if os.path.exists(sys.argv[2]):
+    theirs = [json.loads(l) for l in open(sys.argv[2]) if l.strip().startswith("{")]
+def torch_time(what):
+    backward = "backward" in what
+    for t in theirs:
+        if ("backward" in t.get("what", "")) == backward:
+            return t.get("median_s")
+for t in ours:
+    mem = t["memory"].get("device_reserved_mib") or t["memory"].get("host_peak_rss_mib")
+    result = f"{t['median_s']:.3f} s, peak {mem:.0f} MiB"
+    other = torch_time(t["what"])
+    if other:
+        result += f"; PyTorch {other:.3f} s: {t['median_s'] / other:.2f}x"
+    elif not theirs:
+        result += "; PyTorch: not measured (torch + diffusers not importable)"
+    print(f"| {t['what']}, {sys.argv[3]}, {t['shape']} | {result} | `{sys.argv[4]}` |")
+PY
+done
+
+# (3) One AVDM2 iteration; (4) the toy pipelines end to end.
+DTYPE_STEP=bf16
+[ "$DEVICE" = cpu ] && DTYPE_STEP=f32
+cmd=("$AVDM" bench --size "$SIZE" --frames "$FRAMES" "$SIDE_FLAG" "$SIDE" --distill-step --end-to-end --repeat "$REPEAT" --dtype "$DTYPE_STEP" --device "$DEVICE" --out "$OUT/step.json")
+if attempt "${cmd[@]}"; then
+    python3 - "$OUT/step.json" "${cmd[*]}" >> "$TABLE" <<'PY'
+import json, sys
+for t in json.load(open(sys.argv[1]))["timings"]:
+    if "UNetMotionModel" in t["what"]:
+        continue
+    mem = t["memory"].get("device_reserved_mib") or t["memory"].get("host_peak_rss_mib")
+    print(f"| {t['what']}, {t['shape']} | {t['median_s']:.3f} s, peak {mem:.0f} MiB | `{sys.argv[2]}` |")
+PY
+else
+    row "AVDM2 iteration and end-to-end sampling" "FAILED (see check.log)" "${cmd[*]}"
+fi
+
+# (5) Toy distillation iterations on the device against the CPU.
+ok=1
+for dev in "$DEVICE" cpu; do
+    rm -rf "$OUT/toy-$dev"
+    attempt "$AVDM" distill --steps "$STEPS" --eval-clips 0 --threads 1 --device "$dev" --out "$OUT/toy-$dev" || ok=0
+done
+cmd="$AVDM distill --steps $STEPS --eval-clips 0 --threads 1 --device $DEVICE"
+if [ "$ok" = 1 ]; then
+    diff=$(python3 - "$OUT/toy-$DEVICE/metrics.jsonl" "$OUT/toy-cpu/metrics.jsonl" <<'PY'
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+keys = ["loss_adm", "loss_sdm", "loss_fake", "loss_disc", "grad_norm_student"]
+worst = max(abs(x[k] - y[k]) / max(abs(y[k]), 1e-12) for x, y in zip(a, b) for k in keys if x.get(k) is not None)
+print(f"{len(a)} iterations; largest relative difference of the losses and the student's gradient norm: {worst:.1e}")
+PY
+)
+    row "toy distillation on $DEVICE against the CPU" "$diff" "$cmd"
+else
+    row "toy distillation on $DEVICE against the CPU" "FAILED (see check.log)" "$cmd"
+fi
+echo >> "$TABLE"
+echo "Not yet in the check: a 4-step 16x512x512 generation with the VAE decode (needs a full-size pipeline folder)." >> "$TABLE"
+cat "$TABLE"
+! grep -q FAILED "$TABLE"

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use avdm_model::sched::{BetaSchedule, DdimConfig, VideoSchedule};
 use burn::module::Module;
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use crate::distill::RunSetup;
 use crate::distill_config::DistillConfig;
@@ -72,10 +73,6 @@ pub struct Plan {
     config: DistillConfig,
 }
 
-fn bytes_per_value(config: &DistillConfig) -> u64 {
-    if config.dtype == avdm_model::precision::Precision::F32 { 4 } else { 2 }
-}
-
 /// Loads what `config` names (on the first of the autodiff `devices`), opens its data and
 /// returns the plan of the run, without training.
 pub fn plan(config: &DistillConfig, devices: &[Device]) -> Result<Plan, TrainError> {
@@ -118,7 +115,7 @@ pub fn plan(config: &DistillConfig, devices: &[Device]) -> Result<Plan, TrainErr
     }
     // Weights everywhere; gradients on every device (each shard's, summed on the first); the
     // two AdamW moments on the first only.
-    let bytes = bytes_per_value(config);
+    let bytes = DType::from(config.dtype.float_dtype()).size() as u64;
     let frozen_values: usize = frozen.iter().map(|f| f.1).sum();
     let trained_values: usize = trained.iter().map(|g| g.values).sum();
     let weights = (frozen_values + trained_values) as u64 * bytes;

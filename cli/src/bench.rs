@@ -1,7 +1,7 @@
 //! `avdm bench`: timings on the chosen device, each the median of `--repeat` runs after one
 //! warm-up: the UNetMotionModel forward (and forward + backward) at tiny size (the shipped toy
-//! teacher's UNet) and full size (SD1.5 + motion adapter v1-5-2, random weights), and the toy
-//! teacher's 25-step CFG sampling against the 4-step student sampler end to end, and one
+//! teacher's UNet) and full size (SD1.5 + motion adapter v1-5-2, random weights), text-to-video
+//! end to end ([`crate::bench_generation`]), and one
 //! distillation iteration of each size ([`crate::bench_distill`]).
 //! `tools/bench/bench_diffusers.py` times diffusers on the same shapes for the ratio.
 //! Every row also gives its peak memory (host resident set; the device allocator's reservation).
@@ -10,12 +10,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use avdm_import::{LoadOptions, load_pipeline, load_unet_motion_folder};
+use avdm_import::{LoadOptions, load_unet_motion_folder};
 use avdm_model::precision::{Precision, timestep_column, with_float_dtype};
-use avdm_model::sched::{StudentConfig, VideoSchedule};
 use avdm_model::unet::chunked_attention::{SCORE_BUDGET, set_score_budget};
 use avdm_model::{UNetConfig, UNetMotionModel};
-use avdm_train::eval::{ddim_sampler, sample_videos, student_sampler};
 use avdm_train::toy::assets::default_assets_dir;
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -23,6 +21,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::bench_distill::DistillStep;
+use crate::bench_generation::Generation;
 use crate::device::{configure_dtype, parse_device};
 use crate::output::write_json_atomically;
 use crate::parity_check::{TOLERANCE, tiny_unet_parity};
@@ -72,7 +71,9 @@ pub struct BenchArgs {
     /// Attention in the backward rows, one row each (several: `chunked,burn`).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "chunked")]
     attention: Vec<AttentionKind>,
-    /// Also time the toy teacher's DDIM 25 steps with CFG against the 4-step student sampler.
+    /// Also time text-to-video end to end: at tiny size the toy teacher's DDIM 25 steps with CFG
+    /// against the 4-step student sampler; at full size the 4-step student sampler with the VAE
+    /// decode (--frames frames of --full-side latents: 64 gives 512x512).
     #[arg(long)]
     end_to_end: bool,
     /// Also time one distillation iteration of each size on random data (the method's losses,
@@ -209,28 +210,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let what = format!("{size:?} distillation iteration (ADM + 2D SDM)");
             report(Timing { what, shape: shape.to_vec(), median_s, runs, memory });
         }
-    }
-    if args.end_to_end {
-        let teacher = default_assets_dir().join("teacher");
-        let loaded = load_pipeline(&teacher, None, &LoadOptions::in_precision(args.dtype), &device)?;
-        let scheduler = loaded.video_scheduler(VideoSchedule::default());
-        let latent = [8, 32, 32];
-        let prompts = vec!["a red square moving left".to_string(); args.batch];
-        let samplers = [
-            ("toy teacher DDIM 25 steps, CFG 3 (NFE 50)", ddim_sampler(&scheduler, 25, 3.0)?),
-            ("toy student sampler 4 steps (NFE 4)", student_sampler(&scheduler, &StudentConfig::default())?),
-        ];
-        for (what, sampler) in samplers {
-            let (median_s, runs, memory) = time(args.repeat, &device, || {
-                let videos =
-                    sample_videos(&loaded.pipeline, &loaded.tokenizer, &sampler, &prompts, latent, 0, &device)?;
-                videos.sum().into_scalar::<f32>();
-                Ok(())
-            })?;
-            report(Timing { what: what.into(), shape: vec![args.batch, 3, 8, 32, 32], median_s, runs, memory });
+        if args.end_to_end {
+            let generation = match size {
+                Size::Tiny => Generation::toy(args.dtype, &device)?,
+                Size::Full => Generation::full(args.dtype, args.frames, side, &device)?,
+            };
+            for (index, (what, _)) in generation.samplers.iter().enumerate() {
+                let (median_s, runs, memory) =
+                    time(args.repeat, &device, || generation.run(index, args.batch, &device))?;
+                report(Timing {
+                    what: what.clone(),
+                    shape: generation.video_shape(args.batch),
+                    median_s,
+                    runs,
+                    memory,
+                });
+            }
         }
-        let n = timings.len();
-        println!("teacher / student end to end: {:.2}x", timings[n - 2].median_s / timings[n - 1].median_s);
     }
     if let Some(out) = &args.out {
         let json = serde_json::json!({

@@ -3,6 +3,7 @@
 mod allocator;
 mod bench;
 mod bench_distill;
+mod bench_generation;
 mod cache;
 mod convert;
 mod cuda_probe;

@@ -22,7 +22,8 @@ fn the_gpu_check_runs_on_the_cpu_and_writes_its_table() {
     for row in ["forward + backward (Chunked attention), f32", "forward + backward (Burn attention), bf16"] {
         assert!(table.contains(row), "no row `{row}`:\n{table}");
     }
-    assert!(table.contains("distillation iteration") && table.contains("student sampler"), "{table}");
+    assert!(table.contains("distillation iteration") && table.contains("toy student sampler"), "{table}");
+    assert!(table.contains("full student sampler 4 steps + VAE decode (NFE 4), [1, 3, 1, 64, 64]"), "{table}");
     assert!(table.contains("toy distillation on cpu against the CPU | 2 iterations"), "{table}");
     assert!(!table.contains("FAILED"), "{table}");
 }

@@ -32,6 +32,8 @@ pub enum TrainError {
     Text(#[from] ClipInputError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl TrainError {

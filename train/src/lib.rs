@@ -6,6 +6,7 @@
 pub mod adm;
 pub mod backward_sim;
 pub mod checkpoint;
+pub mod cluster;
 pub mod dashboard;
 pub mod data;
 pub mod data_parallel;

@@ -61,6 +61,7 @@ impl DistillStep {
             device: device.clone(),
             replicas: Vec::new(),
             draws: Default::default(),
+            collective: &avdm_train::cluster::SingleRank,
         };
         let inner = device.clone().without_autodiff();
         let batch = self.config.batch;

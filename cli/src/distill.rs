@@ -15,6 +15,7 @@ use clap::Args;
 
 use crate::device::{default_threads, parse_devices};
 use crate::interrupt;
+use crate::ranks::{CollectiveKind, join};
 
 /// Distill a video teacher into a 4-step student without CFG (AVDM2); the toy preset by default.
 #[derive(Args)]
@@ -50,8 +51,13 @@ pub struct DistillArgs {
     dtype: Option<Precision>,
     /// auto, cpu, wgpu, vulkan or cuda[:N]; a comma-separated list (`cuda:0,cuda:1`) splits
     /// every update's batch over several devices (data parallel), the first holding the networks.
+    /// Under torchrun or srun with several ranks, `cuda` is the local rank's GPU.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// How the ranks of a torchrun/srun launch sum their gradients: auto (NCCL on CUDA, else
+    /// TCP), nccl or tcp. Ignored in a single process.
+    #[arg(long, value_enum, default_value_t = CollectiveKind::Auto)]
+    collective: CollectiveKind,
     /// Load everything, resolve the settings and print the plan (schedules, parameter groups
     /// and learning rates, frozen networks, batch per device, memory per device, iterations)
     /// without training or writing anything.
@@ -77,15 +83,21 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
     if !args.resume && args.out.join("checkpoint").exists() {
         bail!("{} already holds a checkpoint: pass --resume to continue, or choose a new --out", args.out.display());
     }
-    let devices: Vec<Device> = parse_devices(&args.device)?.into_iter().map(|d| d.autodiff()).collect();
     if args.dry_run {
+        let devices: Vec<Device> = parse_devices(&args.device)?.into_iter().map(|d| d.autodiff()).collect();
         print!("{}", plan(&config, &devices)?);
         return Ok(());
     }
-    let device = devices[0].clone();
+    let rank = join(args.collective, &args.device)?;
     interrupt::install();
+    let devices: Vec<Device> = parse_devices(&rank.devices)?.into_iter().map(|d| d.autodiff()).collect();
+    let device = devices[0].clone();
+    let lead = rank.env.is_lead();
     let mut dashboard = None;
-    let state = distill(&config, &args.out, args.resume, &devices, |report| {
+    let state = distill(&config, &args.out, args.resume, &devices, rank.collective.as_ref(), |report| {
+        if !lead {
+            return !interrupt::requested();
+        }
         let dashboard = dashboard.get_or_insert_with(|| Dashboard::new(report.step, config.steps));
         dashboard.update(report);
         !dashboard.stop_requested() && !interrupt::requested()
@@ -109,6 +121,10 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
             config.steps,
             args.out.join("checkpoint").display()
         );
+        return Ok(());
+    }
+    if !lead {
+        eprintln!("rank {}: distilled {} steps; rank 0 writes the student and the table", rank.env.rank, state.step);
         return Ok(());
     }
     eprintln!(

@@ -17,6 +17,7 @@ mod interrupt;
 mod output;
 mod parity_check;
 mod peak_memory;
+mod ranks;
 mod train_judge;
 mod train_teacher;
 

@@ -14,11 +14,14 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
-/// One shard of a batch of `total` samples.
+/// One shard of a batch of `total` samples. `samples` are global indices (the random draws
+/// are keyed by them); the batch tensors a shard indexes start at sample `origin` (a rank's
+/// first row; 0 in one process).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shard {
     pub samples: Range<usize>,
     pub total: usize,
+    pub origin: usize,
 }
 
 impl Shard {
@@ -27,17 +30,24 @@ impl Shard {
         self.samples.len() as f32 / self.total as f32
     }
 
-    /// Rows `samples` of a batch tensor `(B, ...)`.
+    /// Rows `samples` of a batch tensor `(B, ...)` whose first row is sample `origin`.
     pub fn rows<const D: usize>(&self, batch: Tensor<D>) -> Tensor<D> {
-        batch.narrow(0, self.samples.start, self.samples.len())
+        batch.narrow(0, self.samples.start - self.origin, self.samples.len())
     }
 }
 
 /// Splits `batch` samples into at most `shards` contiguous, nearly equal, non-empty shards.
 pub fn split(batch: usize, shards: usize) -> Vec<Shard> {
-    let n = shards.clamp(1, batch.max(1));
+    split_rows(0..batch, batch, shards)
+}
+
+/// Splits samples `rows` of a batch of `total` (a rank's share) into at most `shards`
+/// contiguous, nearly equal, non-empty shards indexing tensors that start at `rows.start`.
+pub fn split_rows(rows: Range<usize>, total: usize, shards: usize) -> Vec<Shard> {
+    let (first, len) = (rows.start, rows.len());
+    let n = shards.clamp(1, len.max(1));
     (0..n)
-        .map(|i| Shard { samples: batch * i / n..batch * (i + 1) / n, total: batch })
+        .map(|i| Shard { samples: first + len * i / n..first + len * (i + 1) / n, total, origin: first })
         .filter(|s| !s.samples.is_empty())
         .collect()
 }
@@ -139,6 +149,12 @@ mod tests {
         assert_eq!(split(8, 0).len(), 1);
         let weights: f32 = split(7, 3).iter().map(Shard::weight).sum();
         assert!((weights - 1.0).abs() < 1e-6);
+        // A rank's share: global sample indices, rows counted from its first sample.
+        let share = split_rows(5..10, 16, 2);
+        assert_eq!(share.iter().map(|s| s.samples.clone()).collect::<Vec<_>>(), vec![5..7, 7..10]);
+        assert!(share.iter().all(|s| s.origin == 5 && s.total == 16));
+        let rows = share[1].rows(Tensor::<1>::from_floats([0.0, 1.0, 2.0, 3.0, 4.0], &Device::flex()));
+        assert_eq!(rows.into_data().convert::<f32>().iter::<f32>().collect::<Vec<_>>(), vec![2.0, 3.0, 4.0]);
     }
 
     #[test]

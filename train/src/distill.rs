@@ -4,7 +4,9 @@
 //!
 //! Run folder: `config.toml` (the resolved settings), `metrics.jsonl` (one
 //! [`IterationReport`] per line), `checkpoint/` (student, fake score and head with their
-//! optimizers, and the step), `student/` (the result, diffusers layout).
+//! optimizers, and the step), `student/` (the result, diffusers layout). In a multi-process
+//! run ([`crate::cluster`]) rank 0 writes them all; the other ranks read the checkpoint to
+//! resume and write only `skipped-rank<N>.txt` (the unreadable rows of their share).
 
 use std::fs;
 use std::io::Write;
@@ -18,6 +20,8 @@ use avdm_import::{
 use avdm_model::sched::{BetaSchedule, DdimConfig, NoiseSchedule, StudentConfig, StudentSampler};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::Collective;
+use crate::cluster::start::{agree_on_start, take_lead_parameters};
 use crate::checkpoint::{Checkpoint, CheckpointWriter, replace_folder, sibling, write_file_atomically};
 use crate::distill_config::{DistillConfig, EvalConfig};
 use crate::distill_data::{DistillData, TeacherInput};
@@ -290,18 +294,24 @@ impl RunSetup {
 
 /// Runs (or resumes) a distillation into `out` on the autodiff `devices`: the first holds the
 /// networks and the optimizers, and every update's batch is split over all of them (data
-/// parallel, [`crate::data_parallel`]). `on_iteration` sees
-/// every report (the dashboard) and returns whether to go on: when it says stop, the run saves
-/// a checkpoint and returns early. Returns the final state; after the last step the student is
-/// at `out/student`.
+/// parallel, [`crate::data_parallel`]); with several processes, `collective` joins this rank
+/// to the others (its share of the batch, gradients summed over the ranks). `on_iteration` sees
+/// every report (the dashboard) and returns whether to go on: when it says stop (on any rank),
+/// the run saves a checkpoint and returns early. Returns the final state; after the last step
+/// the student is at `out/student`.
 pub fn distill(
     config: &DistillConfig,
     out: &Path,
     resume: bool,
     devices: &[Device],
+    collective: &dyn Collective,
     mut on_iteration: impl FnMut(&IterationReport) -> bool,
 ) -> Result<DistillState, TrainError> {
     config.validate()?;
+    let (lead, world) = (collective.rank() == 0, collective.world());
+    if config.batch < world {
+        return Err(TrainError::setting("batch", format!("{} clips cannot be shared by {world} ranks", config.batch)));
+    }
     let (device, replica_devices) =
         devices.split_first().ok_or_else(|| TrainError::setting("devices", "a distillation needs a device"))?;
     for device in devices {
@@ -317,15 +327,19 @@ pub fn distill(
     };
     fs::create_dir_all(out).map_err(TrainError::io(out))?;
     let mut run = if resume { restore(out, config, fresh)? } else { fresh };
+    agree_on_start(collective, &config.to_toml(), run.state.step)?;
+    run.nets = take_lead_parameters(run.nets, collective)?;
     let metrics_path = out.join("metrics.jsonl");
-    truncate_metrics(&metrics_path, run.state.step)?;
-    let mut metrics =
-        fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(TrainError::io(&metrics_path))?;
-    let config_path = out.join("config.toml");
-    write_file_atomically(&config_path, config.to_toml())?;
+    let mut metrics = None;
+    if lead {
+        truncate_metrics(&metrics_path, run.state.step)?;
+        let file = fs::OpenOptions::new().create(true).append(true).open(&metrics_path);
+        metrics = Some(file.map_err(TrainError::io(&metrics_path))?);
+        write_file_atomically(&out.join("config.toml"), config.to_toml())?;
+    }
 
     let inner = device.clone().without_autodiff();
-    let evals_during = config.sample_every > 0 && config.sample_every < config.steps;
+    let evals_during = lead && config.sample_every > 0 && config.sample_every < config.steps;
     let toy_eval = if evals_during { ToyEval::for_run(config, false, &inner)? } else { None };
     let eval_sampler = student_sampler(&video_scheduler, &student_config)?;
     let learner = Learner {
@@ -337,14 +351,15 @@ pub fn distill(
         device: device.clone(),
         replicas: replica_devices.iter().map(|device| FrozenReplica::new(&run.nets, device)).collect(),
         draws: Default::default(),
+        collective,
     };
-    let skipped_path = out.join("skipped.txt");
+    let skipped_path = out.join(if lead { "skipped.txt".to_string() } else { format!("skipped-rank{}.txt", collective.rank()) });
     let started = Instant::now();
     let seconds_before = run.state.seconds;
     while run.state.step < config.steps {
         let step = run.state.step;
         let embed = |captions: &[String]| learner.embed(&run.nets.text_encoder, captions);
-        let step_data = source.iteration(config, step, &embed, device)?;
+        let step_data = source.iteration(config, step, learner.rows(), &embed, device)?;
         log_skipped(&skipped_path, step, &step_data.skipped)?;
         let mut report = learner.iterate(step, &mut run.nets, &mut run.optim, &step_data.data)?;
         let done = step + 1;
@@ -358,20 +373,32 @@ pub fn distill(
             append_row(&out.join("samples").join("eval.jsonl"), &row)?;
             (report.eval_frechet, report.eval_accuracy) = (Some(row.frechet), Some(row.accuracy));
         }
-        let line = serde_json::to_string(&report).expect("a report serialises") + "\n";
-        metrics.write_all(line.as_bytes()).map_err(TrainError::io(&metrics_path))?;
-        let go_on = on_iteration(&report);
+        if let Some(metrics) = metrics.as_mut() {
+            let line = serde_json::to_string(&report).expect("a report serialises") + "\n";
+            metrics.write_all(line.as_bytes()).map_err(TrainError::io(&metrics_path))?;
+        }
+        // Any rank's stop request stops them all.
+        let go_on = collective.all_agree(on_iteration(&report))?;
         run.state.step += 1;
         if !go_on || run.state.step.is_multiple_of(config.checkpoint_every) || run.state.step == config.steps {
             run.state.seconds = seconds_before + started.elapsed().as_secs_f64();
-            metrics.flush().map_err(TrainError::io(&metrics_path))?;
-            save(out, &run)?;
+            if let Some(metrics) = metrics.as_mut() {
+                metrics.flush().map_err(TrainError::io(&metrics_path))?;
+            }
+            if lead {
+                save(out, &run)?;
+            }
+            // No rank returns (and lets its launcher end the others) before the checkpoint is
+            // committed.
+            collective.all_agree(true)?;
         }
         if !go_on {
             return Ok(run.state);
         }
     }
-    let exported = Exported { unet: &run.nets.student, sampler: &student_config, scheduler: &video_scheduler };
-    export_student(&teacher_dir, &loaded, exported, &out.join("student"))?;
+    if lead {
+        let exported = Exported { unet: &run.nets.student, sampler: &student_config, scheduler: &video_scheduler };
+        export_student(&teacher_dir, &loaded, exported, &out.join("student"))?;
+    }
     Ok(run.state)
 }

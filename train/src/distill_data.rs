@@ -4,6 +4,7 @@
 //! the captioned real clips of the discriminator updates; its draws are a pure function of the
 //! seed and the step, so a resumed run reads the same data.
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use avdm_model::UNetConfig;
@@ -153,12 +154,15 @@ impl DistillData {
         }
     }
 
-    /// The data of iteration `step`: `config.batch` prompts embedded by `embed` (`(B, T, D)`
-    /// without autodiff) and one real batch per critic update (clips on `device`).
+    /// The data of iteration `step`, rows `rows` of its batch of `config.batch` (a rank's share;
+    /// every draw is keyed by the global row, so a row is the same whatever the ranks):
+    /// prompts embedded by `embed` (`(R, T, D)` without autodiff) and one real batch per critic
+    /// update (clips on `device`).
     pub fn iteration(
         &self,
         config: &DistillConfig,
         step: usize,
+        rows: Range<usize>,
         embed: &dyn Fn(&[String]) -> Result<Tensor<3>, TrainError>,
         device: &Device,
     ) -> Result<StepData, TrainError> {
@@ -167,13 +171,13 @@ impl DistillData {
         let data = match self {
             Self::Toy(world) => {
                 let first = (step * batch * (1 + updates)) as u64;
-                let prompts: Vec<String> = (0..batch as u64)
+                let prompts: Vec<String> = (rows.start as u64..rows.end as u64)
                     .map(|i| world.spec(config.seed, Split::Train, first + i).attributes.caption())
                     .collect();
                 let real = (0..updates)
                     .map(|k| {
-                        let index = first + (batch * (k + 1)) as u64;
-                        let (clips, specs) = world.batch(config.seed, Split::Train, index, batch, device);
+                        let index = first + (batch * (k + 1) + rows.start) as u64;
+                        let (clips, specs) = world.batch(config.seed, Split::Train, index, rows.len(), device);
                         let captions: Vec<String> = specs.iter().map(|s| s.attributes.caption()).collect();
                         Ok(RealBatch { clips, text: embed(&captions)? })
                     })
@@ -181,7 +185,8 @@ impl DistillData {
                 IterationData { prompts: embed(&prompts)?, real }
             }
             Self::Cache(cache) => {
-                let draws = draws(config.seed, step, cache.len(), batch, updates);
+                let draws: Vec<Vec<usize>> =
+                    draws(config.seed, step, cache.len(), batch, updates).into_iter().map(|d| d[rows.clone()].to_vec()).collect();
                 let inner = device.clone().without_autodiff();
                 let real = draws[1..]
                     .iter()
@@ -196,9 +201,12 @@ impl DistillData {
                 let entries = &dataset.entries;
                 let draws = draws(config.seed, step, entries.len(), batch, updates);
                 let caption = |i: &usize| entries[*i].caption.clone();
-                let prompts: Vec<String> = draws[0].iter().map(caption).collect();
+                let prompts: Vec<String> = draws[0][rows.clone()].iter().map(caption).collect();
                 let mut starts = StdRng::seed_from_u64(config.seed ^ (step as u64).wrapping_mul(0xA076_1D64_78BD_642F));
                 let wanted: Vec<(usize, u64)> = draws[1..].iter().flatten().map(|&i| (i, starts.random())).collect();
+                // This rank's rows of each real batch (the start draws above are over all rows).
+                let wanted: Vec<(usize, u64)> =
+                    wanted.chunks(batch).flat_map(|update| update[rows.clone()].to_vec()).collect();
                 let inner = device.clone().without_autodiff();
                 let mut clips = Vec::new();
                 let mut captions = Vec::new();
@@ -211,7 +219,7 @@ impl DistillData {
                     Ok::<_, TrainError>(true)
                 })?;
                 let mut real = Vec::new();
-                for (clips, captions) in clips.chunks(batch).zip(captions.chunks(batch)) {
+                for (clips, captions) in clips.chunks(rows.len()).zip(captions.chunks(rows.len())) {
                     // The VAE encodes in f32; the networks take the device's dtype.
                     let clips = Tensor::stack::<5>(clips.to_vec(), 0).cast(device.settings().float_dtype);
                     let clips = clips.to_device(device);

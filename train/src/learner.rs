@@ -13,6 +13,8 @@ use avdm_import::ClipTokenizer;
 use avdm_model::pipeline::repeat_per_frame;
 use avdm_model::precision::timestep_column as column;
 use avdm_model::sched::{NoiseSchedule, PredictionType, StudentSampler};
+use std::ops::Range;
+
 use avdm_model::{ClipTextTransformer, UNetMotionModel};
 use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
@@ -20,7 +22,9 @@ use burn::prelude::*;
 
 use crate::adm::{Judged, discriminator_adm_loss, generator_adm_loss};
 use crate::backward_sim::backward_simulation;
-use crate::data_parallel::{Shard, ShardedGradients, parallel_map, sharded_gradients, split};
+use crate::cluster::buckets::{BUCKET, sum_gradients};
+use crate::cluster::{Collective, rank_rows};
+use crate::data_parallel::{Shard, ShardedGradients, parallel_map, sharded_gradients, split_rows};
 use crate::discriminator::DiscriminatorHead;
 use crate::distill_config::{DistillConfig, Losses, OptimConfig};
 use crate::error::TrainError;
@@ -205,6 +209,10 @@ pub struct Learner<'a> {
     pub replicas: Vec<FrozenReplica>,
     /// Where the random draws come from (the seed, or a file for the learner's oracle test).
     pub draws: Draws,
+    /// The other processes of a multi-process run ([`crate::cluster`]): this rank works on its
+    /// share of the global batch ([`Learner::rows`]) and every update's gradients and losses are
+    /// summed over the ranks. [`crate::cluster::SingleRank`] for one process.
+    pub collective: &'a dyn Collective,
 }
 
 /// What the generator update's pass computed.
@@ -302,9 +310,30 @@ impl Learner<'_> {
         std::iter::once(self.device.clone()).chain(self.replicas.iter().map(|r| r.device.clone())).collect()
     }
 
-    /// The shards every update of a batch of `batch` clips is split into.
-    fn shards(&self, batch: usize) -> Vec<Shard> {
-        split(batch, self.config.threads.max(1) * (1 + self.replicas.len()))
+    /// The global sample rows of `config.batch` this rank works on (all of them in one
+    /// process); the iteration's data holds these rows only.
+    pub fn rows(&self) -> Range<usize> {
+        rank_rows(self.config.batch, self.collective.rank(), self.collective.world())
+    }
+
+    /// The shards every update of this rank's rows is split into.
+    fn shards(&self) -> Vec<Shard> {
+        split_rows(self.rows(), self.config.batch, self.config.threads.max(1) * (1 + self.replicas.len()))
+    }
+
+    /// A pass's gradients of `module` and its `scalars` (weighted loss terms, accuracies)
+    /// summed over the ranks; unchanged in one process.
+    fn over_ranks<M: Module>(
+        &self,
+        module: &M,
+        grads: GradientsParams,
+        scalars: &mut [f64],
+    ) -> Result<GradientsParams, TrainError> {
+        if self.collective.world() == 1 {
+            return Ok(grads);
+        }
+        self.collective.sum_f64(scalars)?;
+        Ok(sum_gradients(module, grads, self.collective, BUCKET)?)
     }
 
     /// Runs iteration `step`, updating `nets` and `optim`. Every update splits the batch over
@@ -386,6 +415,13 @@ impl Learner<'_> {
         if data.real.iter().any(|real| real.clips.dims()[0] != batch || real.text.dims()[0] != batch) {
             return Err(TrainError::setting("data", format!("every real batch needs {batch} clips and captions")));
         }
+        let rows = self.rows();
+        if batch != rows.len() {
+            return Err(TrainError::setting(
+                "batch",
+                format!("this rank's data has {batch} prompts, its share {rows:?} of the batch holds {}", rows.len()),
+            ));
+        }
         let devices = self.devices();
         // The fake score and the head as the generator update sees them (constants), on the
         // other devices; the frozen networks were forked there once.
@@ -395,18 +431,21 @@ impl Learner<'_> {
         let stop = self.rollout_stop(step, Purpose::Rollout);
         let clip = [channels, frames, height, width];
         let replicas = self.replicas(nets, &trained);
-        let sharded = sharded_gradients(&nets.student, &self.shards(batch), &devices, |student, shard, d| {
+        let sharded = sharded_gradients(&nets.student, &self.shards(), &devices, |student, shard, d| {
             self.generator_shard(step, stop, student, replicas[d], data, shard, clip)
         })?;
         let sum = |term: fn(&GeneratorShard) -> Option<f64>| sharded.outputs.iter().map(term).sum::<Option<f64>>();
-        let (loss_adm, loss_sdm) = (sum(|s| s.adm), sum(|s| s.sdm));
+        let (adm, sdm) = (sum(|s| s.adm), sum(|s| s.sdm));
+        let mut scalars = [adm.unwrap_or(0.0), sdm.unwrap_or(0.0)];
+        let grads = self.over_ranks(&nets.student, sharded.grads, &mut scalars)?;
+        let (loss_adm, loss_sdm) = (adm.map(|_| scalars[0]), sdm.map(|_| scalars[1]));
         let inner = self.device.clone().without_autodiff();
         let generated = Tensor::cat(sharded.outputs.into_iter().map(|s| s.generated.to_device(&inner)).collect(), 0);
-        Ok(GeneratorPass { grads: sharded.grads, loss_adm, loss_sdm, generated, stop })
+        Ok(GeneratorPass { grads, loss_adm, loss_sdm, generated, stop })
     }
 
     /// Fake-score update `k`'s pass: the batch gradient (before clipping) of the diffusion loss
-    /// on generated clips `(B, C, F, H, W)` with their prompts `(B, L, D)`.
+    /// on generated clips `(B, C, F, H, W)` (this rank's rows) with their prompts `(B, L, D)`.
     pub fn fake_score_pass(
         &self,
         step: usize,
@@ -416,15 +455,18 @@ impl Learner<'_> {
         prompts: &Tensor<3>,
     ) -> Result<ShardedGradients<()>, TrainError> {
         let devices = self.devices();
-        let shards = self.shards(generated.dims()[0]);
-        sharded_gradients(&nets.fake_score, &shards, &devices, |fake_score, shard, d| {
+        let pass = sharded_gradients(&nets.fake_score, &self.shards(), &devices, |fake_score, shard, d| {
             self.fake_score_shard(step, k, fake_score, &devices[d], generated, prompts, shard)
-        })
+        })?;
+        let mut loss = [pass.loss];
+        let grads = self.over_ranks(&nets.fake_score, pass.grads, &mut loss)?;
+        Ok(ShardedGradients { loss: loss[0], grads, outputs: pass.outputs })
     }
 
     /// Discriminator update `k`'s pass: the batch gradient (before clipping) of the head's loss
-    /// on `real` clips against generated ones `(B, C, F, H, W)` with their prompts, and each
-    /// shard's weighted accuracy on both.
+    /// on `real` clips against generated ones `(B, C, F, H, W)` with their prompts (this rank's
+    /// rows), and the weighted accuracies on both (one pair per shard; one pair summed over the
+    /// ranks when there are several).
     pub fn discriminator_pass(
         &self,
         step: usize,
@@ -435,12 +477,18 @@ impl Learner<'_> {
         prompts: &Tensor<3>,
     ) -> Result<ShardedGradients<(f64, f64)>, TrainError> {
         let devices = self.devices();
-        let shards = self.shards(generated.dims()[0]);
-        sharded_gradients(&nets.head, &shards, &devices, |head, shard, d| {
+        let pass = sharded_gradients(&nets.head, &self.shards(), &devices, |head, shard, d| {
             // The discriminator's shards use the frozen teacher of their device only.
             let teacher = if d == 0 { &nets.teacher } else { &self.replicas[d - 1].teacher };
             self.discriminator_shard(step, k, head, (&devices[d], teacher), real, (generated, prompts), shard)
-        })
+        })?;
+        if self.collective.world() == 1 {
+            return Ok(pass);
+        }
+        let sum = |side: fn(&(f64, f64)) -> f64| pass.outputs.iter().map(side).sum::<f64>();
+        let mut scalars = [pass.loss, sum(|a| a.0), sum(|a| a.1)];
+        let grads = self.over_ranks(&nets.head, pass.grads, &mut scalars)?;
+        Ok(ShardedGradients { loss: scalars[0], grads, outputs: vec![(scalars[1], scalars[2])] })
     }
 
     /// The gradient of the (unweighted) SDM loss with respect to generated clips `x0 (B, C, F,
@@ -453,7 +501,7 @@ impl Learner<'_> {
         x0: Tensor<5>,
         prompts: &Tensor<3>,
     ) -> Result<Tensor<5>, TrainError> {
-        let whole = Shard { samples: 0..x0.dims()[0], total: x0.dims()[0] };
+        let whole = Shard { samples: 0..x0.dims()[0], total: x0.dims()[0], origin: 0 };
         let inner = self.device.clone().without_autodiff();
         let x0 = x0.to_device(&inner).autodiff().require_grad();
         let text = prompts.clone().to_device(&inner);
@@ -474,8 +522,8 @@ impl Learner<'_> {
     }
 
     /// Fresh generated clips for critic update `k >= 1`, shaped as `like (B, C, F, H, W)`
-    /// (without autodiff, on the main device): the current student's own rollout from new
-    /// noise, stopped at a new random step, every shard on its device.
+    /// (this rank's rows, without autodiff, on the main device): the current student's own
+    /// rollout from new noise, stopped at a new random step, every shard on its device.
     pub fn fresh_fakes(
         &self,
         step: usize,
@@ -484,9 +532,9 @@ impl Learner<'_> {
         prompts: &Tensor<3>,
         like: &Tensor<5>,
     ) -> Result<Tensor<5>, TrainError> {
-        let [batch, channels, frames, height, width] = like.dims();
+        let [_, channels, frames, height, width] = like.dims();
         let per_clip = [1, channels, frames, height, width];
-        let shards = self.shards(batch);
+        let shards = self.shards();
         let stop = self.rollout_stop(step, Purpose::CriticRollout(k));
         let devices = self.devices();
         let main = self.device.clone().without_autodiff();

@@ -34,7 +34,7 @@ fn config(steps: usize) -> DistillConfig {
 }
 
 fn run(config: &DistillConfig, out: &Path, resume: bool) -> Result<DistillState, TrainError> {
-    distill(config, out, resume, &[Device::flex().autodiff()], |_| true)
+    distill(config, out, resume, &[Device::flex().autodiff()], &avdm_train::cluster::SingleRank, |_| true)
 }
 
 fn student_weight(out: &Path) -> Tensor<4> {

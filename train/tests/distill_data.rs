@@ -15,6 +15,7 @@ use avdm_train::data::clip_frames::ClipSampling;
 use avdm_train::data::dataset::DatasetSource;
 use avdm_train::data::latent_cache::{CacheEncoders, CacheSettings, build_cache};
 use avdm_train::discriminator::HeadConfig;
+use avdm_train::cluster::SingleRank;
 use avdm_train::distill::distill;
 use avdm_train::distill_config::DistillConfig;
 use avdm_train::distill_data::{DataConfig, DistillData, StepData, TeacherInput};
@@ -80,7 +81,7 @@ fn a_run_trains_on_the_clips_and_text_of_a_latent_cache() {
     let config = run_config(DataConfig::Cache { dir: cache.clone() });
     let data = open(&config.data, &loaded).unwrap();
     let no_text_encoder = |_: &[String]| -> Result<Tensor<3>, TrainError> { panic!("the cache holds the text") };
-    let step = |s| data.iteration(&config, s, &no_text_encoder, &device).unwrap();
+    let step = |s| data.iteration(&config, s, 0..config.batch, &no_text_encoder, &device).unwrap();
     let StepData { data: first, skipped } = step(3);
     assert!(skipped.is_empty());
     assert_eq!(first.real.len(), 2, "one real batch per critic update");
@@ -104,7 +105,7 @@ fn a_run_trains_on_the_clips_and_text_of_a_latent_cache() {
     let draws = |d: &avdm_train::learner::IterationData| values(d.real[0].clips.clone());
     assert!((4..8).any(|s| draws(&step(s).data) != draws(&first)), "every step draws the same clips");
 
-    let state = distill(&config, &tmp.path().join("run"), false, &[device.clone().autodiff()], |_| true).unwrap();
+    let state = distill(&config, &tmp.path().join("run"), false, &[device.clone().autodiff()], &SingleRank, |_| true).unwrap();
     assert_eq!(state.step, 2);
     assert!(tmp.path().join("run/student/unet").is_dir());
     // A resumed run reads the same clips: it ends where an uninterrupted one does.
@@ -134,7 +135,7 @@ fn videos_are_decoded_at_every_step_and_broken_ones_skipped_and_logged() {
     };
     let mut logged = Vec::new();
     for step in 0..2 {
-        let StepData { data, skipped } = data.iteration(&config, step, &embed, &device).unwrap();
+        let StepData { data, skipped } = data.iteration(&config, step, 0..config.batch, &embed, &device).unwrap();
         logged.extend(skipped.iter().map(|s| format!("step {step}: {s}")));
         for real in &data.real {
             assert_eq!(real.clips.dims(), [2, 3, 8, 32, 32]);
@@ -147,14 +148,14 @@ fn videos_are_decoded_at_every_step_and_broken_ones_skipped_and_logged() {
     assert!(!logged.is_empty() && logged.iter().all(|l| l.contains("broken.mp4")), "{logged:?}");
 
     let out = tmp.path().join("run");
-    distill(&config, &out, false, &[device.clone().autodiff()], |_| true).unwrap();
+    distill(&config, &out, false, &[device.clone().autodiff()], &SingleRank, |_| true).unwrap();
     let log = std::fs::read_to_string(out.join("skipped.txt")).unwrap();
     assert_eq!(log.lines().collect::<Vec<_>>(), logged, "the run's skipped.txt lists what its steps skipped");
 
     // Nothing readable: the step fails with the reasons, not a crash.
     std::fs::remove_file(dir.join("clip0.mp4")).unwrap();
     std::fs::write(dir.join("clip0.mp4"), b"").unwrap();
-    let err = match open(&config.data, &loaded).unwrap().iteration(&config, 0, &embed, &device) {
+    let err = match open(&config.data, &loaded).unwrap().iteration(&config, 0, 0..config.batch, &embed, &device) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a step on unreadable videos"),
     };

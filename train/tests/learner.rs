@@ -61,6 +61,7 @@ impl Fixture {
             device: self.device.clone(),
             replicas: Vec::new(),
             draws: Default::default(),
+            collective: &avdm_train::cluster::SingleRank,
         }
     }
 

@@ -190,6 +190,7 @@ fn check(variant: &str, losses: Losses, guidance: f32, threads: usize) {
         device: device.clone(),
         replicas: Vec::new(),
         draws,
+        collective: &avdm_train::cluster::SingleRank,
     };
     let nets: Networks = setup.nets.clone();
     let captions = |list: &serde_json::Value| -> Vec<String> {

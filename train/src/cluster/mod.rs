@@ -12,6 +12,7 @@ pub mod launch;
 #[cfg(feature = "cuda")]
 pub mod nccl;
 pub mod rendezvous;
+pub mod start;
 
 pub use collective::{ClusterError, Collective, SingleRank, TcpCollective, rank_rows};
 pub use launch::RankEnv;

@@ -57,7 +57,7 @@ pub fn assert_resume_is_exact(config: impl Fn(usize) -> DistillConfig) {
     let tmp = tempfile::tempdir().unwrap();
     let (whole, parts) = (tmp.path().join("whole"), tmp.path().join("parts"));
     let run = |config: &DistillConfig, out: &Path, resume: bool| {
-        distill(config, out, resume, &[Device::flex().autodiff()], |_| true).unwrap()
+        distill(config, out, resume, &[Device::flex().autodiff()], &avdm_train::cluster::SingleRank, |_| true).unwrap()
     };
     run(&config(4), &whole, false);
     run(&config(2), &parts, false);

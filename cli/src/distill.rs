@@ -55,7 +55,8 @@ pub struct DistillArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// How the ranks of a torchrun/srun launch sum their gradients: auto (NCCL on CUDA, else
-    /// TCP), nccl or tcp. Ignored in a single process.
+    /// TCP; nothing in a single process), nccl or tcp (named, they run even in a single
+    /// process, through every step of the multi-process path).
     #[arg(long, value_enum, default_value_t = CollectiveKind::Auto)]
     collective: CollectiveKind,
     /// Load everything, resolve the settings and print the plan (schedules, parameter groups

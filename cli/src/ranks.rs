@@ -14,7 +14,8 @@ pub enum CollectiveKind {
     Auto,
     /// Through rank 0 over TCP (CPU and wgpu runs, and tests).
     Tcp,
-    /// NCCL (needs a build with `--features cuda` and libnccl on the machine).
+    /// NCCL (needs a build with `--features cuda` and libnccl on the machine). Named, it runs
+    /// even for a single process (a check of the NCCL path).
     Nccl,
 }
 
@@ -36,10 +37,15 @@ fn rank_devices(devices: &str, env: &RankEnv) -> String {
 
 /// Joins the launcher's ranks (a single rank without a launcher).
 pub fn join(kind: CollectiveKind, devices: &str) -> anyhow::Result<Rank> {
-    let env = RankEnv::from_process()?;
+    let mut env = RankEnv::from_process()?;
     let devices = rank_devices(devices, &env);
     if env.world == 1 {
-        return Ok(Rank { env, collective: Box::new(SingleRank), devices });
+        if kind == CollectiveKind::Auto {
+            return Ok(Rank { env, collective: Box::new(SingleRank), devices });
+        }
+        // A collective asked for by name runs alone (the GPU check's NCCL row): rank 0 listens
+        // on a port of the system's choice and waits for nobody.
+        env.master.get_or_insert(("127.0.0.1".into(), 0));
     }
     // The GPUs this rank trains on, to refuse two ranks on one GPU (CPU ranks may share).
     let gpus = if devices.split(',').all(|d| d.trim() == "cpu") { String::new() } else { devices.clone() };
@@ -72,7 +78,9 @@ fn nccl(env: &RankEnv, devices: &str, gpus: &str) -> anyhow::Result<Box<dyn Coll
 
 #[cfg(not(feature = "cuda"))]
 fn nccl(_: &RankEnv, _: &str, _: &str) -> anyhow::Result<Box<dyn Collective>> {
-    bail!("--collective nccl: this avdm was built without CUDA (rebuild with `--features cuda`, or use --collective tcp)")
+    bail!(
+        "--collective nccl: this avdm was built without CUDA (rebuild with `--features cuda`, or use --collective tcp)"
+    )
 }
 
 #[cfg(test)]

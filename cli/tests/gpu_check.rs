@@ -25,5 +25,7 @@ fn the_gpu_check_runs_on_the_cpu_and_writes_its_table() {
     assert!(table.contains("distillation iteration") && table.contains("toy student sampler"), "{table}");
     assert!(table.contains("full student sampler 4 steps + VAE decode (NFE 4), [1, 3, 1, 64, 64]"), "{table}");
     assert!(table.contains("toy distillation on cpu against the CPU | 2 iterations"), "{table}");
+    let alone = "toy distillation through the tcp collective (one rank) against (5) on cpu | 2 iterations; largest relative difference of the losses and the student's gradient norm: 0.0e+00";
+    assert!(table.contains(alone), "{table}");
     assert!(!table.contains("FAILED"), "{table}");
 }

@@ -14,7 +14,8 @@
 # diffusers import (tools/bench/bench_diffusers.py), as ratios; (3) one AVDM2 iteration, time and
 # peak memory; (4) text to video end to end: the toy teacher's 25-step CFG against the 4-step
 # student, and a 4-step 16x512x512 generation with the VAE decode at full size (random weights);
-# (5) a few toy distillation iterations on the device against the same on the CPU (loss by loss).
+# (5) a few toy distillation iterations on the device against the same on the CPU (loss by loss);
+# (6) the multi-process path alone (NCCL on a GPU, TCP on the CPU) against (5).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DEVICE=cuda
@@ -128,25 +129,43 @@ PY
     fi
 done
 
-# (5) Toy distillation iterations on the device against the CPU.
-ok=1
-for dev in "$DEVICE" cpu; do
-    rm -rf "$OUT/toy-$dev"
-    attempt "$AVDM" distill --steps "$STEPS" --eval-clips 0 --threads 1 --device "$dev" --out "$OUT/toy-$dev" || ok=0
-done
-cmd="$AVDM distill --steps $STEPS --eval-clips 0 --threads 1 --device $DEVICE"
-if [ "$ok" = 1 ]; then
-    diff=$(python3 - "$OUT/toy-$DEVICE/metrics.jsonl" "$OUT/toy-cpu/metrics.jsonl" <<'PY'
+# (5) Toy distillation iterations on the device against the CPU; (6) the multi-process path
+# alone on the device (NCCL on a GPU, the TCP collective on the CPU: every gradient through the
+# collective's buckets) against (5)'s run on the device.
+COLLECTIVE=nccl
+[ "$DEVICE" = cpu ] && COLLECTIVE=tcp
+TOY=(distill --steps "$STEPS" --eval-clips 0 --threads 1)
+# The relative difference of two toy runs' losses and gradient norms, loss by loss.
+compare() {
+    python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" <<'PY'
 import json, sys
 a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
 keys = ["loss_adm", "loss_sdm", "loss_fake", "loss_disc", "grad_norm_student"]
 worst = max(abs(x[k] - y[k]) / max(abs(y[k]), 1e-12) for x, y in zip(a, b) for k in keys if x.get(k) is not None)
 print(f"{len(a)} iterations; largest relative difference of the losses and the student's gradient norm: {worst:.1e}")
 PY
+}
+runs=(
+    "toy-$DEVICE" "--device $DEVICE"
+    "toy-cpu" "--device cpu"
+    "toy-$COLLECTIVE" "--device $DEVICE --collective $COLLECTIVE"
 )
-    row "toy distillation on $DEVICE against the CPU" "$diff" "$cmd"
-else
-    row "toy distillation on $DEVICE against the CPU" "FAILED (see check.log)" "$cmd"
-fi
+ok=()
+for ((i = 0; i < ${#runs[@]}; i += 2)); do
+    rm -rf "${OUT:?}/${runs[i]}"
+    # shellcheck disable=SC2086 # the flags are words without spaces
+    if attempt "$AVDM" "${TOY[@]}" ${runs[i + 1]} --out "$OUT/${runs[i]}"; then ok+=(1); else ok+=(0); fi
+done
+checks=(
+    "toy distillation on $DEVICE against the CPU" "${ok[0]}${ok[1]}" "toy-$DEVICE" "toy-cpu" "$AVDM ${TOY[*]} --device $DEVICE"
+    "toy distillation through the $COLLECTIVE collective (one rank) against (5) on $DEVICE" "${ok[2]}${ok[0]}" "toy-$COLLECTIVE" "toy-$DEVICE" "$AVDM ${TOY[*]} --device $DEVICE --collective $COLLECTIVE"
+)
+for ((i = 0; i < ${#checks[@]}; i += 5)); do
+    if [ "${checks[i + 1]}" = 11 ]; then
+        row "${checks[i]}" "$(compare "$OUT/${checks[i + 2]}" "$OUT/${checks[i + 3]}")" "${checks[i + 4]}"
+    else
+        row "${checks[i]}" "FAILED (see check.log)" "${checks[i + 4]}"
+    fi
+done
 cat "$TABLE"
 ! grep -q FAILED "$TABLE"

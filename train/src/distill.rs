@@ -20,9 +20,9 @@ use avdm_import::{
 use avdm_model::sched::{BetaSchedule, DdimConfig, NoiseSchedule, StudentConfig, StudentSampler};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{Checkpoint, CheckpointWriter, replace_folder, sibling, write_file_atomically};
 use crate::cluster::Collective;
 use crate::cluster::start::{agree_on_start, take_lead_parameters};
-use crate::checkpoint::{Checkpoint, CheckpointWriter, replace_folder, sibling, write_file_atomically};
 use crate::distill_config::{DistillConfig, EvalConfig};
 use crate::distill_data::{DistillData, TeacherInput};
 use crate::distill_eval::{ToyEval, append_row, with_unet};
@@ -353,7 +353,8 @@ pub fn distill(
         draws: Default::default(),
         collective,
     };
-    let skipped_path = out.join(if lead { "skipped.txt".to_string() } else { format!("skipped-rank{}.txt", collective.rank()) });
+    let skipped_path =
+        out.join(if lead { "skipped.txt".to_string() } else { format!("skipped-rank{}.txt", collective.rank()) });
     let started = Instant::now();
     let seconds_before = run.state.seconds;
     while run.state.step < config.steps {

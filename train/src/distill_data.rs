@@ -185,8 +185,10 @@ impl DistillData {
                 IterationData { prompts: embed(&prompts)?, real }
             }
             Self::Cache(cache) => {
-                let draws: Vec<Vec<usize>> =
-                    draws(config.seed, step, cache.len(), batch, updates).into_iter().map(|d| d[rows.clone()].to_vec()).collect();
+                let draws: Vec<Vec<usize>> = draws(config.seed, step, cache.len(), batch, updates)
+                    .into_iter()
+                    .map(|d| d[rows.clone()].to_vec())
+                    .collect();
                 let inner = device.clone().without_autodiff();
                 let real = draws[1..]
                     .iter()

@@ -329,7 +329,7 @@ impl Learner<'_> {
         grads: GradientsParams,
         scalars: &mut [f64],
     ) -> Result<GradientsParams, TrainError> {
-        if self.collective.world() == 1 {
+        if self.collective.single_process() {
             return Ok(grads);
         }
         self.collective.sum_f64(scalars)?;
@@ -482,7 +482,7 @@ impl Learner<'_> {
             let teacher = if d == 0 { &nets.teacher } else { &self.replicas[d - 1].teacher };
             self.discriminator_shard(step, k, head, (&devices[d], teacher), real, (generated, prompts), shard)
         })?;
-        if self.collective.world() == 1 {
+        if self.collective.single_process() {
             return Ok(pass);
         }
         let sum = |side: fn(&(f64, f64)) -> f64| pass.outputs.iter().map(side).sum::<f64>();

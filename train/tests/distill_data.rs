@@ -10,12 +10,12 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use avdm_import::{LoadOptions, LoadedPipeline, load_pipeline};
+use avdm_train::cluster::SingleRank;
 use avdm_train::data::cache_reader::CacheReader;
 use avdm_train::data::clip_frames::ClipSampling;
 use avdm_train::data::dataset::DatasetSource;
 use avdm_train::data::latent_cache::{CacheEncoders, CacheSettings, build_cache};
 use avdm_train::discriminator::HeadConfig;
-use avdm_train::cluster::SingleRank;
 use avdm_train::distill::distill;
 use avdm_train::distill_config::DistillConfig;
 use avdm_train::distill_data::{DataConfig, DistillData, StepData, TeacherInput};
@@ -105,7 +105,8 @@ fn a_run_trains_on_the_clips_and_text_of_a_latent_cache() {
     let draws = |d: &avdm_train::learner::IterationData| values(d.real[0].clips.clone());
     assert!((4..8).any(|s| draws(&step(s).data) != draws(&first)), "every step draws the same clips");
 
-    let state = distill(&config, &tmp.path().join("run"), false, &[device.clone().autodiff()], &SingleRank, |_| true).unwrap();
+    let state =
+        distill(&config, &tmp.path().join("run"), false, &[device.clone().autodiff()], &SingleRank, |_| true).unwrap();
     assert_eq!(state.step, 2);
     assert!(tmp.path().join("run/student/unet").is_dir());
     // A resumed run reads the same clips: it ends where an uninterrupted one does.

@@ -36,7 +36,8 @@ impl Reducer<'_> {
             self.error = Some(e);
             return;
         }
-        let ends: Vec<usize> = self.pending.iter().skip(1).map(|(start, _)| *start).chain([self.bucket.len()]).collect();
+        let ends: Vec<usize> =
+            self.pending.iter().skip(1).map(|(start, _)| *start).chain([self.bucket.len()]).collect();
         for ((start, rebuild), end) in self.pending.drain(..).zip(ends) {
             rebuild(&self.bucket[start..end], &mut self.into);
         }
@@ -90,14 +91,14 @@ fn float(dtype: DType) -> burn::tensor::FloatDType {
 }
 
 /// `grads` of `module`'s parameters summed over the ranks (on every rank), in buckets of at
-/// most `bucket` values; unchanged for one rank.
+/// most `bucket` values; unchanged for [`super::SingleRank`].
 pub fn sum_gradients<M: Module>(
     module: &M,
     grads: GradientsParams,
     collective: &dyn Collective,
     bucket: usize,
 ) -> Result<GradientsParams, ClusterError> {
-    if collective.world() == 1 {
+    if collective.single_process() {
         return Ok(grads);
     }
     let mut reducer = Reducer {
@@ -131,7 +132,8 @@ impl ModuleMapper for Broadcaster<'_> {
         let collective = self.collective;
         let mut error = None;
         let param = param.map(|tensor| {
-            let (dims, device, dtype, tracked) = (tensor.dims(), tensor.device(), tensor.dtype(), tensor.is_require_grad());
+            let (dims, device, dtype, tracked) =
+                (tensor.dims(), tensor.device(), tensor.dtype(), tensor.is_require_grad());
             let mut values: Vec<f32> = tensor.clone().into_data().convert::<f32>().iter::<f32>().collect();
             if let Err(e) = collective.broadcast_f32(&mut values) {
                 error = Some(e);
@@ -145,9 +147,9 @@ impl ModuleMapper for Broadcaster<'_> {
     }
 }
 
-/// `module` with rank 0's parameter values on every rank; unchanged for one rank.
+/// `module` with rank 0's parameter values on every rank; unchanged for [`super::SingleRank`].
 pub fn broadcast_parameters<M: Module>(module: M, collective: &dyn Collective) -> Result<M, ClusterError> {
-    if collective.world() == 1 {
+    if collective.single_process() {
         return Ok(module);
     }
     let mut broadcaster = Broadcaster { collective, error: None };

@@ -36,6 +36,11 @@ pub trait Collective: Send + Sync {
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>) -> Result<(), ClusterError>;
     /// Whether every rank says go on (a barrier carrying each rank's stop request).
     fn all_agree(&self, go_on: bool) -> Result<bool, ClusterError>;
+    /// True for [`SingleRank`]: callers skip flattening gradients for it. A collective of one
+    /// rank (`--collective nccl` alone on a GPU, to check the NCCL path) runs every step.
+    fn single_process(&self) -> bool {
+        false
+    }
 }
 
 /// The global sample rows `rank` of `world` ranks works on in a batch of `total`.
@@ -68,6 +73,9 @@ impl Collective for SingleRank {
     }
     fn all_agree(&self, go_on: bool) -> Result<bool, ClusterError> {
         Ok(go_on)
+    }
+    fn single_process(&self) -> bool {
+        true
     }
 }
 

@@ -161,7 +161,8 @@ mod tests {
         assert!(m.contains("MASTER_ADDR is not set"), "{m}");
         let m = message(&[("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "h")]);
         assert!(m.contains("neither MASTER_PORT"), "{m}");
-        let vars = [("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "65535")];
+        let vars =
+            [("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "65535")];
         let m = message(&vars);
         assert!(m.contains("MASTER_PORT=\"65535\" is not a port number"), "{m}");
     }

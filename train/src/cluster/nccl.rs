@@ -32,7 +32,8 @@ impl NcclCollective {
     /// rendezvous), then builds the communicator on CUDA device `ordinal`.
     pub fn join(env: &RankEnv, ordinal: usize, device: &str) -> Result<Self, ClusterError> {
         let id = if env.rank == 0 {
-            let id = Id::new().map_err(|e| ClusterError::Nccl(format!("ncclGetUniqueId: {e:?} (is libnccl.so.2 installed?)")))?;
+            let id = Id::new()
+                .map_err(|e| ClusterError::Nccl(format!("ncclGetUniqueId: {e:?} (is libnccl.so.2 installed?)")))?;
             id.internal().iter().map(|&c| c as u8).collect()
         } else {
             Vec::new()

@@ -54,9 +54,10 @@ pub fn hostname() -> String {
 /// (empty on the CPU); `payload` is what rank 0 hands out (the others' is ignored). Returns the
 /// links as a collective and rank 0's payload.
 pub fn join(env: &RankEnv, device: &str, payload: &[u8]) -> Result<(TcpCollective, Vec<u8>), ClusterError> {
-    let (host, port) = env.master.clone().ok_or_else(|| {
-        ClusterError::Rendezvous(format!("{} ranks need MASTER_ADDR and a port", env.world))
-    })?;
+    let (host, port) = env
+        .master
+        .clone()
+        .ok_or_else(|| ClusterError::Rendezvous(format!("{} ranks need MASTER_ADDR and a port", env.world)))?;
     let identity = if device.is_empty() { String::new() } else { format!("{}/{device}", hostname()) };
     let deadline = Instant::now() + env.timeout;
     if env.rank == 0 {
@@ -84,8 +85,7 @@ fn lead(
     let mut problem = None;
     while links.iter().skip(1).any(Option::is_none) && problem.is_none() {
         if Instant::now() >= deadline {
-            let missing: Vec<String> =
-                (1..env.world).filter(|&r| links[r].is_none()).map(|r| r.to_string()).collect();
+            let missing: Vec<String> = (1..env.world).filter(|&r| links[r].is_none()).map(|r| r.to_string()).collect();
             problem = Some(format!(
                 "rank(s) {} did not reach rank 0 on port {port} within {:.0} s",
                 missing.join(", "),
@@ -106,7 +106,8 @@ fn lead(
         // Something else on the port (a port scanner, another job): not a rank.
         let Some(hello) = hello else { continue };
         if hello.world != env.world {
-            problem = Some(format!("rank {} was launched with {} ranks, rank 0 with {}", hello.rank, hello.world, env.world));
+            problem =
+                Some(format!("rank {} was launched with {} ranks, rank 0 with {}", hello.rank, hello.world, env.world));
         } else if hello.rank == 0 || hello.rank >= env.world || links[hello.rank].is_some() {
             problem = Some(format!("two processes say they are rank {}", hello.rank));
         } else if let Some((other, _)) =
@@ -221,16 +222,20 @@ mod tests {
 
     #[test]
     fn every_rank_gets_rank_0s_bytes_and_sums_in_rank_order() {
-        let results = ranks(3, |_| String::new(), |c, payload| {
-            let mut values = [c.rank() as f32 + 0.5, 1.0];
-            c.sum_f32(&mut values).unwrap();
-            let mut scalars = [c.rank() as f64];
-            c.sum_f64(&mut scalars).unwrap();
-            let mut broadcast = [c.rank() as f32; 3];
-            c.broadcast_f32(&mut broadcast).unwrap();
-            let agreed = c.all_agree(c.rank() != 2).unwrap();
-            (payload, values, scalars[0], broadcast, agreed, c.world())
-        });
+        let results = ranks(
+            3,
+            |_| String::new(),
+            |c, payload| {
+                let mut values = [c.rank() as f32 + 0.5, 1.0];
+                c.sum_f32(&mut values).unwrap();
+                let mut scalars = [c.rank() as f64];
+                c.sum_f64(&mut scalars).unwrap();
+                let mut broadcast = [c.rank() as f32; 3];
+                c.broadcast_f32(&mut broadcast).unwrap();
+                let agreed = c.all_agree(c.rank() != 2).unwrap();
+                (payload, values, scalars[0], broadcast, agreed, c.world())
+            },
+        );
         for result in results {
             let (payload, values, scalar, broadcast, agreed, world) = result.unwrap();
             assert_eq!(payload, b"nccl id bytes");

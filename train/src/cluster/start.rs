@@ -10,7 +10,7 @@ use crate::learner::Networks;
 /// Checks that this rank's `settings` (the resolved config as TOML) and `step` are rank 0's,
 /// failing on every rank when one differs (the differing rank names what differs).
 pub fn agree_on_start(collective: &dyn Collective, settings: &str, step: usize) -> Result<(), ClusterError> {
-    if collective.world() == 1 {
+    if collective.single_process() {
         return Ok(());
     }
     let mine = format!("{step}\n{settings}");

@@ -86,7 +86,9 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
     }
     if args.dry_run {
         let devices: Vec<Device> = parse_devices(&args.device)?.into_iter().map(|d| d.autodiff()).collect();
-        print!("{}", plan(&config, &devices)?);
+        // Under a launcher, the plan of the whole launch (each rank prints it).
+        let ranks = avdm_train::cluster::RankEnv::from_process()?.world;
+        print!("{}", plan(&config, &devices, ranks)?);
         return Ok(());
     }
     let rank = join(args.collective, &args.device)?;

@@ -130,6 +130,14 @@ fn generate_eval_and_distill_query_the_video_model_on_one_schedule() {
     assert!(!run.exists(), "a dry run wrote its run folder");
     let plan = dry_run("folder");
     assert!(plan.contains("video schedule     scaled_linear betas"), "{plan}");
+    // Under torchrun: the plan of the whole launch.
+    let launched = std::process::Command::new(env!("CARGO_BIN_EXE_avdm"))
+        .args(["distill", "--config", path(&config("animatediff")), "--out", path(&run), "--dry-run"])
+        .envs([("RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "x"), ("MASTER_PORT", "9")])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&launched.stdout);
+    assert!(plan.contains("4 clips per update: 2 per rank on 2 ranks, 2 per device on 1 device(s)"), "{plan}");
 
     // Bad data is named by the dry run.
     fs::remove_dir_all(&videos).unwrap();

@@ -64,6 +64,8 @@ pub struct Plan {
     /// it is its own 2D UNet).
     pub frozen: Vec<(&'static str, usize)>,
     pub devices: usize,
+    /// Processes of a torchrun/srun launch ([`crate::cluster`]), each with `devices`.
+    pub ranks: usize,
     pub batch: usize,
     pub threads: usize,
     /// Bytes of weights, gradients and AdamW moments on the first device and on each other one.
@@ -74,9 +76,12 @@ pub struct Plan {
 }
 
 /// Loads what `config` names (on the first of the autodiff `devices`), opens its data and
-/// returns the plan of the run, without training.
-pub fn plan(config: &DistillConfig, devices: &[Device]) -> Result<Plan, TrainError> {
+/// returns the plan of the run over `ranks` processes, without training.
+pub fn plan(config: &DistillConfig, devices: &[Device], ranks: usize) -> Result<Plan, TrainError> {
     config.validate()?;
+    if config.batch < ranks {
+        return Err(TrainError::setting("batch", format!("{} clips cannot be shared by {ranks} ranks", config.batch)));
+    }
     let device = devices.first().ok_or_else(|| TrainError::setting("devices", "a distillation needs a device"))?;
     for device in devices {
         config.dtype.configure(device).map_err(|e| TrainError::setting("dtype", e))?;
@@ -133,6 +138,7 @@ pub fn plan(config: &DistillConfig, devices: &[Device]) -> Result<Plan, TrainErr
         trained,
         frozen,
         devices: devices.len(),
+        ranks: ranks.max(1),
         batch: config.batch,
         threads: config.threads,
         memory_main,
@@ -202,11 +208,22 @@ impl fmt::Display for Plan {
         if c.models.teacher_2d.is_none() {
             writeln!(f, "  2D teacher               the video teacher's 2D UNet (its weights, no copy)")?;
         }
-        let per_device = self.batch.div_ceil(self.devices);
+        let per_rank = self.batch.div_ceil(self.ranks);
+        if self.ranks > 1 {
+            write!(
+                f,
+                "batch              {} clips per update: {} per rank on {} ranks, ",
+                self.batch, per_rank, self.ranks
+            )?;
+        } else {
+            write!(f, "batch              {} clips per update: ", self.batch)?;
+        }
         writeln!(
             f,
-            "batch              {} clips per update: {} per device on {} device(s), split over {} thread(s) each",
-            self.batch, per_device, self.devices, self.threads
+            "{} per device on {} device(s), split over {} thread(s) each",
+            per_rank.div_ceil(self.devices),
+            self.devices,
+            self.threads
         )?;
         writeln!(
             f,

@@ -65,6 +65,27 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
 }
 
+/// Two ranks' shares of step `step` (rows `0..1` and `1..2`) are the rows of the whole batch:
+/// every draw is keyed by the global row.
+fn assert_rank_shares_are_the_batch_rows(
+    data: &DistillData,
+    config: &DistillConfig,
+    step: usize,
+    embed: &dyn Fn(&[String]) -> Result<Tensor<3>, TrainError>,
+) {
+    let device = Device::flex();
+    let whole = data.iteration(config, step, 0..2, embed, &device).unwrap().data;
+    let shares = [0..1, 1..2].map(|rows| data.iteration(config, step, rows, embed, &device).unwrap().data);
+    let cat = |pick: &dyn Fn(&avdm_train::learner::IterationData) -> Tensor<5>| {
+        values(Tensor::cat(shares.iter().map(pick).collect(), 0))
+    };
+    for k in 0..whole.real.len() {
+        assert_eq!(cat(&|d| d.real[k].clips.clone()), values(whole.real[k].clips.clone()), "real batch {k}");
+    }
+    let prompts = values(Tensor::cat(shares.iter().map(|d| d.prompts.clone()).collect(), 0));
+    assert_eq!(prompts, values(whole.prompts.clone()));
+}
+
 #[test]
 fn a_run_trains_on_the_clips_and_text_of_a_latent_cache() {
     let tmp = tempfile::tempdir().unwrap();
@@ -84,6 +105,7 @@ fn a_run_trains_on_the_clips_and_text_of_a_latent_cache() {
     let step = |s| data.iteration(&config, s, 0..config.batch, &no_text_encoder, &device).unwrap();
     let StepData { data: first, skipped } = step(3);
     assert!(skipped.is_empty());
+    assert_rank_shares_are_the_batch_rows(&data, &config, 3, &no_text_encoder);
     assert_eq!(first.real.len(), 2, "one real batch per critic update");
     assert_eq!(first.prompts.dims()[0], 2);
     let cached: Vec<(Vec<f32>, Vec<f32>)> = (0..reader.len())
@@ -146,6 +168,7 @@ fn videos_are_decoded_at_every_step_and_broken_ones_skipped_and_logged() {
         }
     }
     assert!(captions.borrow().iter().any(|c| c == "a broken file"), "a broken video's caption can still be a prompt");
+    assert_rank_shares_are_the_batch_rows(&data, &config, 1, &embed);
     assert!(!logged.is_empty() && logged.iter().all(|l| l.contains("broken.mp4")), "{logged:?}");
 
     let out = tmp.path().join("run");

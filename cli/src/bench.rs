@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::bench_distill::DistillStep;
 use crate::bench_generation::Generation;
+use crate::bench_load::time_load;
 use crate::device::{configure_dtype, parse_device};
 use crate::output::write_json_atomically;
 use crate::parity_check::{TOLERANCE, tiny_unet_parity};
@@ -84,6 +85,13 @@ pub struct BenchArgs {
     /// on --device and compare with diffusers' outputs (fails above 1e-4).
     #[arg(long)]
     parity: Option<PathBuf>,
+    /// Only time loading this diffusers pipeline folder (phases, peak memory against the
+    /// weights), nothing else.
+    #[arg(long)]
+    load: Option<PathBuf>,
+    /// With --load: a motion adapter folder or AnimateDiff `.ckpt` to merge into its UNet.
+    #[arg(long, requires = "load")]
+    motion_adapter: Option<PathBuf>,
     /// auto, cpu, wgpu, vulkan or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -144,6 +152,14 @@ fn unet(size: Size, precision: Precision, device: &Device) -> anyhow::Result<(UN
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
     configure_dtype(args.dtype, &device)?;
+    if let Some(pipeline) = &args.load {
+        let timing = time_load(pipeline, args.motion_adapter.as_deref(), args.dtype, &device)?;
+        println!("{timing}");
+        if let Some(out) = &args.out {
+            write_json_atomically(out, &serde_json::to_value(&timing)?)?;
+        }
+        return Ok(());
+    }
     let parity = match &args.parity {
         Some(dir) => {
             let error = tiny_unet_parity(dir, &device)?;

@@ -4,6 +4,7 @@ mod allocator;
 mod bench;
 mod bench_distill;
 mod bench_generation;
+mod bench_load;
 mod cache;
 mod convert;
 mod cuda_probe;

@@ -46,3 +46,24 @@ fn bench_times_the_tiny_unet_and_refuses_bad_shapes() {
     let (ok, stderr) = avdm(&["bench", "--size", "huge"]);
     assert!(!ok && stderr.contains("huge"), "{stderr}");
 }
+
+#[test]
+fn bench_load_times_the_phases_of_a_pipeline_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("load.json");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny_pipeline");
+    let (sd, adapter) = (fixture.join("sd"), fixture.join("motion_adapter"));
+    let args = ["bench", "--load", sd.to_str().unwrap(), "--motion-adapter", adapter.to_str().unwrap()];
+    let (ok, stderr) = avdm(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let phases: Vec<&str> = json["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["read the files' indexes", "build the modules", "decode and apply the weights"]);
+    // UNet (with the adapter), VAE and text encoder: three networks built and loaded.
+    assert_eq!(json["phases"][1]["runs"], 3);
+    assert!(json["parameters"].as_u64().unwrap() > 0 && json["weights_mib"].as_f64().unwrap() > 0.0);
+    assert!(json["seconds"].as_f64().unwrap() >= json["other_seconds"].as_f64().unwrap());
+    assert!(json["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    let (ok, stderr) = avdm(&["bench", "--load", "/no/such/pipeline"]);
+    assert!(!ok && stderr.contains("/no/such/pipeline") && !stderr.contains("panicked"), "{stderr}");
+}

@@ -43,7 +43,7 @@ pub fn load_clip_text(dir: &Path, options: &LoadOptions, device: &Device) -> Res
         }
         weights.entries.insert(name.to_string(), entry);
     }
-    let mut model = ClipTextTransformer::new(&config, device);
+    let mut model = crate::load_phases::timed("build the modules", || ClipTextTransformer::new(&config, device));
     let applied = apply_tensors(&mut model, weights, options.dtype)?;
     let report =
         LoadReport { applied: applied.applied, positions_checked: 0, unused: applied.unused, files: applied.files };

@@ -34,7 +34,7 @@ pub fn load_clip_model(dir: &Path, options: &LoadOptions, device: &Device) -> Re
     let config = read_config(dir, ClipModelConfig::from_json)?;
     let mut tensors = TensorSet::from_model_folder(dir, "model", options.variant.as_deref())?;
     tensors.entries.retain(|key, _| is_weight(key));
-    let mut model = ClipModel::new(&config, device);
+    let mut model = crate::load_phases::timed("build the modules", || ClipModel::new(&config, device));
     let applied = apply_tensors(&mut model, tensors, options.dtype)?;
     let tokenizer = ClipTokenizer::from_folder(dir)?;
     let image_processor = ["preprocessor_config.json", "processor_config.json"]

@@ -22,6 +22,7 @@ pub mod error;
 pub mod export;
 pub mod i3d;
 pub mod keys;
+pub mod load_phases;
 pub mod numpy_pickle;
 pub mod pipeline;
 pub mod student;
@@ -29,6 +30,7 @@ pub mod tensors;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
+pub mod values;
 pub mod video_writer;
 
 pub use apply::{Applied, apply_tensors};

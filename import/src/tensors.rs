@@ -3,18 +3,78 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{ModuleStore, PytorchStore, SafetensorsStore};
 
 use crate::error::ImportError;
+use crate::values::Float;
 
 /// One named tensor and its file.
 #[derive(Clone)]
 pub struct Entry {
     pub tensor: PackTensor,
     pub file: PathBuf,
+    /// A float tensor of a safetensors file: its bytes in the file's memory map, which the
+    /// loader decodes straight into the parameter ([`crate::values`]).
+    pub mapped: Option<Mapped>,
+}
+
+/// A tensor's bytes in a memory-mapped safetensors file.
+#[derive(Clone)]
+pub struct Mapped {
+    pub map: Arc<memmap2::Mmap>,
+    pub bytes: Range<usize>,
+    pub dtype: Float,
+}
+
+impl Mapped {
+    /// The tensor's bytes, mapped in one call first (one fault per page costs more than the
+    /// decoding on a fast disk or the page cache).
+    pub fn bytes(&self) -> &[u8] {
+        #[cfg(target_os = "linux")]
+        let _ = self.map.advise_range(memmap2::Advice::PopulateRead, self.bytes.start, self.bytes.len());
+        &self.map[self.bytes.clone()]
+    }
+
+    /// Lets the kernel drop the tensor's pages from this process (they stay in the page cache,
+    /// and a later read maps them again), so that a load holds one copy of the weights.
+    pub fn release(&self) {
+        // SAFETY: the map is a read-only private file mapping nobody writes; after
+        // MADV_DONTNEED a read faults the same file bytes back in, so no reference into the
+        // range can observe a change. (memmap2 rounds the range to whole pages.)
+        #[cfg(unix)]
+        let _ = unsafe {
+            self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.bytes.start, self.bytes.len())
+        };
+    }
+}
+
+/// The float tensors of a safetensors file, by key, as ranges of its memory map.
+fn mapped_tensors(path: &Path) -> Result<BTreeMap<String, Mapped>, ImportError> {
+    let file = File::open(path).map_err(|source| ImportError::Io { path: path.into(), source })?;
+    // SAFETY: read-only map of a weight file; a concurrent truncation by another process would
+    // be a user error we cannot guard against (as with any reader of the file).
+    let map =
+        Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ImportError::Io { path: path.into(), source })?);
+    let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&map[..])
+        .map_err(|e| ImportError::NotSafetensors { path: path.into(), message: e.to_string() })?;
+    let start = 8 + header_len;
+    let mut out = BTreeMap::new();
+    for (name, info) in metadata.tensors() {
+        let dtype = match info.dtype {
+            safetensors::Dtype::F32 => Float::F32,
+            safetensors::Dtype::F16 => Float::F16,
+            safetensors::Dtype::BF16 => Float::BF16,
+            _ => continue,
+        };
+        let (from, to) = info.data_offsets;
+        out.insert(name, Mapped { map: map.clone(), bytes: start + from..start + to, dtype });
+    }
+    Ok(out)
 }
 
 /// Tensors by checkpoint key. Data is read only when a tensor is applied to a model.
@@ -62,8 +122,11 @@ impl TensorSet {
         let tensors = store
             .get_all_tensors()
             .map_err(|e| ImportError::NotSafetensors { path: path.into(), message: e.to_string() })?;
-        let entries =
-            tensors.iter().map(|(k, t)| (k.clone(), Entry { tensor: t.clone(), file: path.into() })).collect();
+        let mut mapped = mapped_tensors(path)?;
+        let entries = tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), Entry { tensor: t.clone(), file: path.into(), mapped: mapped.remove(k) }))
+            .collect();
         Ok(Self { entries })
     }
 
@@ -99,6 +162,10 @@ impl TensorSet {
     /// sharded (`.safetensors.index.json`). Without a variant the plain file is preferred, then
     /// the `fp16` variant.
     pub fn from_model_folder(dir: &Path, stem: &str, variant: Option<&str>) -> Result<Self, ImportError> {
+        crate::load_phases::timed("read the files' indexes", || Self::find_in_folder(dir, stem, variant))
+    }
+
+    fn find_in_folder(dir: &Path, stem: &str, variant: Option<&str>) -> Result<Self, ImportError> {
         if !dir.is_dir() {
             return Err(ImportError::NotFound { what: "model folder", path: dir.into() });
         }
@@ -130,6 +197,10 @@ impl TensorSet {
     /// Every tensor of a PyTorch checkpoint (`.ckpt`, `.pt`, `.pth`, `.bin`); a top-level
     /// `state_dict` wrapper is removed.
     pub fn from_checkpoint(path: &Path) -> Result<Self, ImportError> {
+        crate::load_phases::timed("read the files' indexes", || Self::read_checkpoint(path))
+    }
+
+    fn read_checkpoint(path: &Path) -> Result<Self, ImportError> {
         if !path.is_file() {
             return Err(ImportError::NotFound { what: "checkpoint file", path: path.into() });
         }
@@ -143,7 +214,7 @@ impl TensorSet {
             .into_iter()
             .map(|(k, t)| {
                 let key = k.strip_prefix("state_dict.").map(str::to_string).unwrap_or(k);
-                (key, Entry { tensor: t, file: path.into() })
+                (key, Entry { tensor: t, file: path.into(), mapped: None })
             })
             .collect();
         Ok(Self { entries })

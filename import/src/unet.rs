@@ -274,7 +274,7 @@ pub fn load_weights(
     options: &LoadOptions,
     device: &Device,
 ) -> Result<LoadedUNet, ImportError> {
-    let mut model = UNetMotionModel::new(&config, device);
+    let mut model = crate::load_phases::timed("build the modules", || UNetMotionModel::new(&config, device));
     let max_positions = config.motion.as_ref().map(|m| m.max_seq_length);
     let mut positions_checked = 0;
     let mut weights = TensorSet::default();

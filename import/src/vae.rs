@@ -81,7 +81,7 @@ pub fn load_vae_weights(
     options: &LoadOptions,
     device: &Device,
 ) -> Result<LoadedVae, ImportError> {
-    let mut model = AutoencoderKL::new(&config, device);
+    let mut model = crate::load_phases::timed("build the modules", || AutoencoderKL::new(&config, device));
     let applied = apply_tensors(&mut model, normalize(tensors), options.dtype)?;
     let report =
         LoadReport { applied: applied.applied, positions_checked: 0, unused: applied.unused, files: applied.files };

@@ -86,13 +86,13 @@ fn read_csv(csv_path: &Path, videos: &Path, path_column: &str, caption_column: &
     Ok((entries, skipped))
 }
 
+/// A CSV row's spreadsheet number and its fields in the asked order.
+pub(crate) type CsvRow = (usize, Vec<String>);
+
 /// The trimmed fields of the named columns of every row of a CSV with a header, with the row's
 /// number (row 1 is the header, as a spreadsheet numbers them); rows that cannot be parsed are
 /// skipped with their reason. A missing file or column is an error.
-pub(crate) fn csv_fields(
-    csv_path: &Path,
-    columns: &[&str],
-) -> Result<(Vec<(usize, Vec<String>)>, Vec<Skipped>), TrainError> {
+pub(crate) fn csv_fields(csv_path: &Path, columns: &[&str]) -> Result<(Vec<CsvRow>, Vec<Skipped>), TrainError> {
     let error = |message: String| TrainError::Dataset { path: csv_path.into(), message };
     let file = fs::File::open(csv_path).map_err(TrainError::io(csv_path))?;
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);

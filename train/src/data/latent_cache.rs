@@ -261,9 +261,12 @@ fn f32_bytes<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<u8>) {
     (shape, values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
+/// A tensor to write: its name, shape and little-endian bytes.
+type NamedTensor<'a> = (&'a str, (Vec<usize>, Vec<u8>));
+
 /// Writes named f32 tensors `(name, shape, bytes)` as one safetensors file, through a
 /// temporary sibling.
-fn write_tensors(path: &Path, tensors: &[(&str, (Vec<usize>, Vec<u8>))]) -> Result<(), TrainError> {
+fn write_tensors(path: &Path, tensors: &[NamedTensor<'_>]) -> Result<(), TrainError> {
     let error = |message: String| TrainError::Dataset { path: path.into(), message };
     let views = tensors
         .iter()

@@ -73,6 +73,8 @@ fn nccl(env: &RankEnv, devices: &str, gpus: &str) -> anyhow::Result<Box<dyn Coll
         },
         _ => bail!("--collective nccl: each rank trains on one CUDA device (--device cuda or cuda:N), not {devices}"),
     };
+    // A missing driver or GPU is named here, not by a panic inside cudarc.
+    crate::cuda_probe::probe_cuda(ordinal)?;
     Ok(Box::new(avdm_train::cluster::nccl::NcclCollective::join(env, ordinal, gpus)?))
 }
 

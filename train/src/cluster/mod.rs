@@ -11,6 +11,7 @@ pub mod collective;
 pub mod launch;
 #[cfg(feature = "cuda")]
 pub mod nccl;
+pub mod nccl_library;
 pub mod rendezvous;
 pub mod start;
 

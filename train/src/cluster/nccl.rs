@@ -1,17 +1,20 @@
 //! The NCCL collective (feature `cuda`): gradients and parameters are summed and broadcast by
 //! NCCL on this rank's GPU, staged through host memory (a host-to-device copy, NCCL in place,
 //! a device-to-host copy per bucket); the small messages (losses, stop requests, the start
-//! agreement) go over the rendezvous' TCP links. NCCL's communicator is not `Send`, so it lives
-//! on a thread of its own that serves the requests.
+//! agreement) go over the rendezvous' TCP links. The communicator lives on a thread of its own
+//! that serves the requests (calls on one communicator must not run concurrently). NCCL itself
+//! is opened at run time ([`super::nccl_library`]); cudarc gives the device memory and stream.
 
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use cudarc::driver::CudaContext;
-use cudarc::nccl::safe::{Comm, Id, ReduceOp};
+use std::ffi::c_void;
+
+use cudarc::driver::{CudaContext, DevicePtrMut};
 
 use super::collective::{ClusterError, Collective, TcpCollective};
 use super::launch::RankEnv;
+use super::nccl_library::{Comm, FLOAT32, NcclLibrary, SUM, UniqueId};
 use super::rendezvous;
 
 enum Request {
@@ -31,25 +34,26 @@ impl NcclCollective {
     /// Joins the ranks of `env` (rank 0 makes NCCL's unique id and hands it out at the
     /// rendezvous), then builds the communicator on CUDA device `ordinal`.
     pub fn join(env: &RankEnv, ordinal: usize, device: &str) -> Result<Self, ClusterError> {
-        let id = if env.rank == 0 {
-            let id = Id::new()
-                .map_err(|e| ClusterError::Nccl(format!("ncclGetUniqueId: {e:?} (is libnccl.so.2 installed?)")))?;
-            id.internal().iter().map(|&c| c as u8).collect()
-        } else {
-            Vec::new()
-        };
-        let (tcp, id) = rendezvous::join(env, device, &id)?;
-        let mut internal = [0 as std::ffi::c_char; 128];
-        if id.len() != internal.len() {
-            return Err(ClusterError::Nccl(format!("rank 0 sent a unique id of {} bytes, not 128", id.len())));
+        // Every rank opens NCCL before the rendezvous, so that a missing library is named on
+        // the rank that lacks it, before the others wait for it.
+        let nccl = NcclLibrary::open()?;
+        let mut id = UniqueId { internal: [0; 128] };
+        if env.rank == 0 {
+            // SAFETY: `id` is a valid ncclUniqueId to fill.
+            nccl.check("ncclGetUniqueId", unsafe { (nccl.get_unique_id)(&mut id) })?;
         }
-        internal.iter_mut().zip(&id).for_each(|(c, &b)| *c = b as _);
+        let bytes: Vec<u8> = if env.rank == 0 { id.internal.iter().map(|&c| c as u8).collect() } else { Vec::new() };
+        let (tcp, bytes) = rendezvous::join(env, device, &bytes)?;
+        if bytes.len() != id.internal.len() {
+            return Err(ClusterError::Nccl(format!("rank 0 sent a unique id of {} bytes, not 128", bytes.len())));
+        }
+        id.internal.iter_mut().zip(&bytes).for_each(|(c, &b)| *c = b as _);
         let (rank, world) = (env.rank, env.world);
         let (ready_tx, ready) = channel();
         let (requests, inbox) = channel();
         std::thread::Builder::new()
             .name("nccl".into())
-            .spawn(move || serve(ordinal, rank, world, internal, ready_tx, inbox))
+            .spawn(move || serve(nccl, ordinal, rank, world, id, ready_tx, inbox))
             .map_err(|e| ClusterError::Nccl(format!("starting the NCCL thread: {e}")))?;
         match ready.recv() {
             Ok(Ok(())) => Ok(Self { tcp, requests: Mutex::new(requests) }),
@@ -71,20 +75,25 @@ impl NcclCollective {
 
 /// The NCCL thread: builds the communicator, then serves requests until the collective drops.
 fn serve(
+    nccl: NcclLibrary,
     ordinal: usize,
     rank: usize,
     world: usize,
-    id: [std::ffi::c_char; 128],
+    id: UniqueId,
     ready: Sender<Result<(), String>>,
     inbox: Receiver<(Request, Reply)>,
 ) {
-    let setup = || -> Result<Comm, String> {
+    let setup = || -> Result<(std::sync::Arc<cudarc::driver::CudaStream>, Comm), String> {
         let context = CudaContext::new(ordinal).map_err(|e| format!("CUDA device {ordinal}: {e:?}"))?;
         let stream = context.new_stream().map_err(|e| format!("a CUDA stream on device {ordinal}: {e:?}"))?;
-        Comm::from_rank(stream, rank, world, Id::uninit(id)).map_err(|e| format!("ncclCommInitRank: {e:?}"))
+        let mut comm: Comm = std::ptr::null_mut();
+        // SAFETY: `comm` receives the communicator; the id is rank 0's, the same on every rank.
+        let result = unsafe { (nccl.comm_init_rank)(&mut comm, world as i32, id, rank as i32) };
+        nccl.check("ncclCommInitRank", result).map_err(|e| e.to_string())?;
+        Ok((stream, comm))
     };
-    let comm = match setup() {
-        Ok(comm) => comm,
+    let (stream, comm) = match setup() {
+        Ok(ready) => ready,
         Err(message) => {
             let _ = ready.send(Err(message));
             return;
@@ -93,22 +102,36 @@ fn serve(
     let _ = ready.send(Ok(()));
     for (request, reply) in inbox {
         let run = || -> Result<Vec<f32>, String> {
-            let stream = comm.stream();
             let host = match &request {
                 Request::Sum(v) | Request::Broadcast(v) => v,
             };
             let mut buffer = stream.clone_htod(host.as_slice()).map_err(|e| format!("host to device: {e:?}"))?;
-            match request {
-                Request::Sum(_) => comm.all_reduce_in_place(&mut buffer, &ReduceOp::Sum),
-                Request::Broadcast(_) => comm.broadcast_in_place(&mut buffer, 0),
+            {
+                let (pointer, _written) = buffer.device_ptr_mut(&stream);
+                let pointer = pointer as *mut c_void;
+                let cu_stream = stream.cu_stream() as *mut c_void;
+                // SAFETY: `pointer` holds `host.len()` f32 on this rank's device, in place; the
+                // call is ordered on `stream`, which the copy back waits for.
+                let result = unsafe {
+                    match request {
+                        Request::Sum(_) => {
+                            (nccl.all_reduce)(pointer, pointer, host.len(), FLOAT32, SUM, comm, cu_stream)
+                        }
+                        Request::Broadcast(_) => {
+                            (nccl.broadcast)(pointer, pointer, host.len(), FLOAT32, 0, comm, cu_stream)
+                        }
+                    }
+                };
+                nccl.check("an NCCL collective", result).map_err(|e| e.to_string())?;
             }
-            .map_err(|e| format!("{e:?}"))?;
             let values = stream.clone_dtoh(&buffer).map_err(|e| format!("device to host: {e:?}"))?;
             stream.synchronize().map_err(|e| format!("synchronising: {e:?}"))?;
             Ok(values)
         };
         let _ = reply.send(run());
     }
+    // SAFETY: the communicator is not used after this.
+    let _ = unsafe { (nccl.comm_destroy)(comm) };
 }
 
 impl Collective for NcclCollective {

@@ -134,6 +134,11 @@ done
 # collective's buckets) against (5)'s run on the device.
 COLLECTIVE=nccl
 [ "$DEVICE" = cpu ] && COLLECTIVE=tcp
+# NCCL as PyTorch's wheel ships it (libnccl.so.2 under site-packages/nvidia/nccl/lib), unless
+# the system has it.
+NCCL_DIR=$(python3 -c "import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], 'lib'))" 2>/dev/null || true)
+[ -n "$NCCL_DIR" ] && export LD_LIBRARY_PATH="$NCCL_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
 TOY=(distill --steps "$STEPS" --eval-clips 0 --threads 1)
 # The relative difference of two toy runs' losses and gradient norms, loss by loss.
 compare() {

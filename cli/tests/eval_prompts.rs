@@ -81,6 +81,16 @@ fn eval_samples_a_prompt_set_against_its_reference_videos() {
         (json["rows"][0]["clips"].as_u64(), json["prompt_set"]["reference_videos"].as_bool()),
         (Some(5), Some(false))
     );
+    assert!(json["rows"][0]["diversity"].is_null(), "one clip per prompt: no diversity to measure");
+
+    // Three seeds of each of 3 prompts: the diversity per prompt, the model's and the real clips'.
+    let args = ["eval", "--prompts", path(&table), "--prompt-count", "3", "--clips", "9", "--steps", "1"];
+    let (ok, stderr) = avdm(&[&args[..], &["--out", path(&out)]].concat());
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let (model, real) = (json["rows"][0]["diversity"].as_f64(), json["rows"][0]["diversity_real"].as_f64());
+    assert!(model.unwrap() > 0.0 && real.unwrap() > 0.0, "{}", json["rows"][0]);
+    assert!(fs::read_to_string(out.join("eval.md")).unwrap().contains("diversity (real)"));
 
     // The toy judge reads toy captions only.
     fs::write(&table, "caption\na cat playing the piano\n").unwrap();

@@ -17,7 +17,7 @@ use crate::data::clip_frames::{ClipSampling, ClipStart, ShortVideos};
 use crate::data::decode::read_clip;
 use crate::error::TrainError;
 use crate::judge::Judge;
-use crate::metrics::{Gaussian, frame_change, frechet_distance};
+use crate::metrics::{Gaussian, frame_change, frechet_distance, prompt_diversity};
 use crate::progress::Progress;
 use crate::teacher::caption_ids;
 use crate::toy::world::{Attributes, ClipSpec, Split, ToyWorld};
@@ -65,6 +65,8 @@ pub struct RealReference {
     pub flicker: f64,
     /// The judge's prompt accuracy on real clips.
     pub accuracy: f64,
+    /// Real clips' diversity per prompt ([`prompt_diversity`]), where prompts repeat.
+    pub diversity: Option<f64>,
 }
 
 /// One row of the eval table.
@@ -85,7 +87,18 @@ pub struct EvalRow {
     pub exact: f64,
     pub flicker: f64,
     pub flicker_real: f64,
+    /// Mean pairwise distance of the judge's features among the clips of each prompt
+    /// ([`prompt_diversity`]; `None` when no prompt has two clips), and the real clips'.
+    #[serde(default)]
+    pub diversity: Option<f64>,
+    #[serde(default)]
+    pub diversity_real: Option<f64>,
     pub seconds_per_clip: f64,
+}
+
+/// The prompt of each clip, as a key that groups clips of one prompt.
+fn prompt_keys(prompted: impl Iterator<Item = Attributes>) -> Vec<[usize; 3]> {
+    prompted.map(|a| a.as_array()).collect()
 }
 
 /// Accuracy figures of predictions against the prompted attributes: (mean, per attribute,
@@ -166,7 +179,8 @@ pub fn real_reference(judge: &Judge, settings: &EvalSettings, device: &Device) -
     let (other_features, _, _) = judge_all(judge, &settings.world, &eval_specs(&other), settings.batch, device);
     let gaussian = Gaussian::fit(&features)?;
     let floor = frechet_distance(&gaussian, &Gaussian::fit(&other_features)?);
-    Ok(RealReference { gaussian, floor, flicker, accuracy: accuracy(&predictions, attributes_of(&specs)).0 })
+    let diversity = prompt_diversity(&features, &prompt_keys(attributes_of(&specs)));
+    Ok(RealReference { gaussian, floor, flicker, accuracy: accuracy(&predictions, attributes_of(&specs)).0, diversity })
 }
 
 /// Real clips from reference videos, video `j` the real clip of prompt `prompts[j]`: the first
@@ -207,6 +221,7 @@ pub fn real_reference_from_videos(
         gaussian: Gaussian::fit(&features)?,
         floor,
         flicker,
+        diversity: prompt_diversity(&features, &prompt_keys(prompted.iter().copied())),
         accuracy: accuracy(&predictions, prompted.into_iter()).0,
     };
     Ok((reference, skipped))
@@ -353,6 +368,8 @@ pub fn evaluate(
         exact,
         flicker: change / specs.len().max(1) as f64,
         flicker_real: reference.flicker,
+        diversity: prompt_diversity(&features, &prompt_keys(attributes_of(&specs))),
+        diversity_real: reference.diversity,
         seconds_per_clip: seconds / specs.len().max(1) as f64,
     };
     Ok((row, Tensor::cat(clips, 0)))
@@ -361,12 +378,12 @@ pub fn evaluate(
 /// The rows as a Markdown table.
 pub fn markdown_table(rows: &[EvalRow], real_accuracy: f64) -> String {
     let mut out = String::from(
-        "| model | steps | CFG | NFE | clips | Fréchet (real floor) | prompt acc. | shape / colour / direction | all 3 | flicker (real) | s/clip |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| model | steps | CFG | NFE | clips | Fréchet (real floor) | prompt acc. | shape / colour / direction | all 3 | flicker (real) | diversity (real) | s/clip |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let [s, c, d] = r.attribute_accuracy;
         out += &format!(
-            "| {} | {} | {} | {} | {} | {:.3} ({:.3}) | {:.3} | {:.2} / {:.2} / {:.2} | {:.3} | {:.4} ({:.4}) | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {:.3} ({:.3}) | {:.3} | {:.2} / {:.2} / {:.2} | {:.3} | {:.4} ({:.4}) | {} ({}) | {:.2} |\n",
             r.name,
             r.steps,
             r.guidance.map_or("-".into(), |g| format!("{g}")),
@@ -381,6 +398,8 @@ pub fn markdown_table(rows: &[EvalRow], real_accuracy: f64) -> String {
             r.exact,
             r.flicker,
             r.flicker_real,
+            r.diversity.map_or("-".into(), |d| format!("{d:.3}")),
+            r.diversity_real.map_or("-".into(), |d| format!("{d:.3}")),
             r.seconds_per_clip
         );
     }

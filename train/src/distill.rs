@@ -4,7 +4,8 @@
 //!
 //! Run folder: `config.toml` (the resolved settings), `metrics.jsonl` (one
 //! [`IterationReport`] per line), `checkpoint/` (student, fake score and head with their
-//! optimizers, and the step), `student/` (the result, diffusers layout). In a multi-process
+//! optimizers, and the step), `plots/` (every metric over the iterations, [`crate::plots`],
+//! written with each checkpoint), `student/` (the result, diffusers layout). In a multi-process
 //! run ([`crate::cluster`]) rank 0 writes them all; the other ranks read the checkpoint to
 //! resume and write only `skipped-rank<N>.txt` (the unreadable rows of their share).
 
@@ -29,6 +30,7 @@ use crate::distill_eval::{ToyEval, append_row, with_unet};
 use crate::error::TrainError;
 use crate::eval::student_sampler;
 use crate::learner::{FrozenReplica, IterationReport, Learner, Networks, Optimizers, Parameterisation};
+use crate::plots::write_plots;
 use crate::toy::assets::default_assets_dir;
 use burn::prelude::*;
 
@@ -388,6 +390,7 @@ pub fn distill(
             }
             if lead {
                 save(out, &run)?;
+                write_plots(&metrics_path, &out.join("plots"))?;
             }
             // No rank returns (and lets its launcher end the others) before the checkpoint is
             // committed.

@@ -25,6 +25,7 @@ pub mod learner;
 pub mod lr_schedule;
 pub mod metrics;
 pub mod param_groups;
+pub mod plots;
 pub mod progress;
 pub mod rekey;
 pub mod sample_streams;

@@ -55,6 +55,13 @@ fn a_resumed_run_equals_an_uninterrupted_one_and_exports_the_student() {
     let metrics = std::fs::read_to_string(parts.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 4, "one metrics line per iteration, none twice");
     assert!(parts.join("config.toml").is_file());
+    // The plots of the run's metrics, rewritten at the resume's checkpoint: all 4 iterations.
+    let plots = std::fs::read_to_string(parts.join("plots/plots.md")).unwrap();
+    for metric in ["loss_adm", "loss_sdm", "loss_fake", "loss_disc", "grad_norm_student", "disc_accuracy_real"] {
+        assert!(parts.join(format!("plots/{metric}.png")).is_file(), "no plot of {metric}");
+        assert!(plots.contains(&format!("![{metric}]({metric}.png)")), "{plots}");
+    }
+    assert!(plots.contains("Iterations 1 to 4"), "{plots}");
     let trained = avdm_import::read_student_config(&parts.join("student")).unwrap().unwrap();
     assert_eq!(trained.beta_schedule, Some(BetaSchedule::Linear), "student.json records the video schedule");
     let teacher = avdm_train::toy::assets::default_assets_dir().join("teacher/unet");

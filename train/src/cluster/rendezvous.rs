@@ -260,8 +260,9 @@ mod tests {
     fn a_missing_rank_is_named_after_the_timeout() {
         let port = free_port();
         let start = Instant::now();
-        let lead = std::thread::spawn(move || join(&env(0, 3, port, 1), "", b"x").map(|_| ()));
-        let one = join(&env(1, 3, port, 1), "", b"").map(|_| ());
+        // Rank 1 has 3 s to connect (time enough on a loaded machine); rank 2 never comes.
+        let lead = std::thread::spawn(move || join(&env(0, 3, port, 3), "", b"x").map(|_| ()));
+        let one = join(&env(1, 3, port, 3), "", b"").map(|_| ());
         let message = lead.join().unwrap().unwrap_err().to_string();
         assert!(message.contains("rank(s) 2 did not reach rank 0"), "{message}");
         let message = one.unwrap_err().to_string();

@@ -98,6 +98,22 @@ fn eval_measures_fvd_and_clipscore_of_a_model_and_of_a_folder() {
         assert!(fs::read_to_string(out.join("eval.md")).unwrap().contains("(4 real / 4 generated)"));
     }
 
+    // Two videos of each of two prompts: the diversity of the I3D features per prompt.
+    if weights.is_some() {
+        let repeated = dir.join("repeated.csv");
+        let lines = ["caption,video", "a white square,real0.mp4", "a white square,real1.mp4", "a square,real2.mp4"];
+        fs::write(&repeated, [&lines[..], &["a square,real3.mp4"]].concat().join("\n")).unwrap();
+        let out = dir.join("repeated");
+        let mut args = vec!["eval", "--model", path(&sd), "--motion-adapter", path(&adapter), "--steps", "1"];
+        args.extend(["--frames", "16", "--height", "32", "--width", "32", "--out", path(&out)]);
+        args.extend(["--prompts", path(&repeated), "--video-column", "video", "--fvd", "--i3d", &weights_arg]);
+        let (ok, stderr) = avdm(&args);
+        assert!(ok, "{stderr}");
+        let diversity = rows(&out)[0]["diversity"].as_f64();
+        assert!(diversity.is_some_and(|d| d > 0.0), "{}", rows(&out)[0]);
+        assert!(row["diversity"].is_null(), "one video per prompt: {row}");
+    }
+
     // The same in bf16: the sampled model in bf16, the measures in f32.
     let bf16_out = dir.join("model-bf16");
     let bf16_args: Vec<&str> =

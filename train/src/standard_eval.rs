@@ -19,6 +19,7 @@ use crate::error::TrainError;
 use crate::metrics::clip_score::ClipScorer;
 use crate::metrics::fvd::{FVD_FRAMES, Fvd, i3d_features};
 use crate::metrics::pil_resize::Rgb8;
+use crate::metrics::prompt_diversity;
 
 /// The networks that measure: either may be absent (that measure is not taken).
 pub struct StandardMeasures {
@@ -40,6 +41,10 @@ pub struct StandardRow {
     pub fvd: Option<Fvd>,
     /// Mean over videos of the mean over frames of `max(100 cos, 0)`.
     pub clipscore: Option<f64>,
+    /// Mean pairwise distance of the I3D features among the videos of each repeated prompt
+    /// ([`prompt_diversity`]; with FVD, where a prompt has two videos or more).
+    #[serde(default)]
+    pub diversity: Option<f64>,
     pub seconds_per_video: Option<f64>,
 }
 
@@ -127,13 +132,24 @@ pub struct StandardAccumulator<'a> {
     prompts: Option<Tensor<2>>,
     features: Vec<Vec<f32>>,
     scores: Vec<f64>,
+    /// The prompt texts, and the text of each added video (its diversity group).
+    texts: Vec<String>,
+    added: Vec<String>,
     device: Device,
 }
 
 impl<'a> StandardAccumulator<'a> {
-    pub fn new(measures: &'a StandardMeasures, prompts: &[String], device: &Device) -> Result<Self, TrainError> {
-        let prompts = measures.clip.as_ref().map(|clip| clip.prompt_embeddings(prompts, device)).transpose()?;
-        Ok(Self { measures, prompts, features: Vec::new(), scores: Vec::new(), device: device.clone() })
+    pub fn new(measures: &'a StandardMeasures, texts: &[String], device: &Device) -> Result<Self, TrainError> {
+        let prompts = measures.clip.as_ref().map(|clip| clip.prompt_embeddings(texts, device)).transpose()?;
+        Ok(Self {
+            measures,
+            prompts,
+            features: Vec::new(),
+            scores: Vec::new(),
+            texts: texts.to_vec(),
+            added: Vec::new(),
+            device: device.clone(),
+        })
     }
 
     /// Adds the video `(1, 3, F, H, W)` in `[-1, 1]` made for prompt `prompt`.
@@ -144,6 +160,7 @@ impl<'a> StandardAccumulator<'a> {
         }
         if let Some(i3d) = &self.measures.i3d {
             self.features.extend(i3d_features(i3d, video)?);
+            self.added.push(self.texts.get(prompt).cloned().unwrap_or_default());
         }
         Ok(())
     }
@@ -165,6 +182,7 @@ impl<'a> StandardAccumulator<'a> {
             videos,
             fvd,
             clipscore,
+            diversity: prompt_diversity(&self.features, &self.added),
             seconds_per_video: None,
         })
     }
@@ -173,12 +191,12 @@ impl<'a> StandardAccumulator<'a> {
 /// The rows as a Markdown table.
 pub fn standard_table(rows: &[StandardRow]) -> String {
     let mut out = String::from(
-        "| model | steps | CFG | NFE | videos | FVD (real / generated videos) | CLIPScore | s/video |\n|---|---|---|---|---|---|---|---|\n",
+        "| model | steps | CFG | NFE | videos | FVD (real / generated videos) | CLIPScore | diversity | s/video |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for r in rows {
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.name,
             or_dash(r.steps.map(|s| s.to_string())),
             or_dash(r.guidance.map(|g| g.to_string())),
@@ -186,6 +204,7 @@ pub fn standard_table(rows: &[StandardRow]) -> String {
             r.videos,
             or_dash(r.fvd.map(|f| f.to_string())),
             or_dash(r.clipscore.map(|c| format!("{c:.2}"))),
+            or_dash(r.diversity.map(|d| format!("{d:.3}"))),
             or_dash(r.seconds_per_video.map(|s| format!("{s:.2}"))),
         );
     }

@@ -10,8 +10,8 @@ use burn::tensor::{DType, TensorData};
 
 use super::collective::{ClusterError, Collective};
 
-/// Values per bucket (64 MiB of f32).
-pub const BUCKET: usize = 1 << 24;
+/// Values per bucket: 25 MiB of f32, PyTorch DDP's default `bucket_cap_mb`.
+pub const BUCKET: usize = (25 << 20) / 4;
 
 /// Puts one parameter's summed values (its presence flag first) back into the gradients.
 type Rebuild = Box<dyn FnOnce(&[f32], &mut GradientsParams)>;

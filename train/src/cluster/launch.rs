@@ -18,7 +18,7 @@ pub struct RankEnv {
     /// Rank 0's host and the rendezvous port (`None` for a single process).
     pub master: Option<(String, u16)>,
     /// How long a rank waits for the others at the rendezvous (`AVDM_RENDEZVOUS_TIMEOUT`
-    /// seconds, default 600).
+    /// seconds; default 600, torchrun's own rendezvous join timeout).
     pub timeout: Duration,
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the release `avdm` with the `cuda` backend (and, with --wgpu, one with `wgpu`) on a
-# machine that reaches only the package registries, and strips and packs it for a GPU machine.
+# Builds the release `avdm` with the `cuda` backend (with --wgpu, `cuda` and `wgpu` in the same
+# binary, so that one carried file runs the GPU check's CUDA and Vulkan rows) on a machine that
+# reaches only the package registries, and strips and packs it for a GPU machine.
 #
-#   tools/gpu/build.sh [--wgpu]       -> target/gpu/avdm-cuda(.xz) [, target/gpu/avdm-wgpu(.xz)]
+#   tools/gpu/build.sh [--wgpu]       -> target/gpu/avdm-cuda and avdm-cuda.xz
 #
 # Burn 0.22.1's `cuda` brings cubecl-cuda 0.11.3, whose LLVM NVPTX path statically links an
 # LLVM that `tracel-llvm-bundler`'s build script downloads from GitHub unless it finds one
@@ -16,8 +17,8 @@
 # About 20 minutes from scratch on 2 cores (its own target dir, target/cuda).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-WGPU=0
-[ "${1:-}" = "--wgpu" ] && WGPU=1
+FEATURES=cuda
+[ "${1:-}" = "--wgpu" ] && FEATURES=cuda,wgpu
 
 if ! dpkg -s llvm-22-dev libpolly-22-dev libzstd-dev >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
@@ -36,15 +37,11 @@ fi
 echo "LLVM for the bundler: $DATA/tracel-llvm-23.1.0-4 -> $LLVM ($("$LLVM/bin/llvm-config" --version))"
 
 mkdir -p target/gpu
-pack() {
-    local feature=$1
-    CARGO_TARGET_DIR=target/$feature cargo build --release -p avdm-cli --features "$feature"
-    cp "target/$feature/release/avdm" "target/gpu/avdm-$feature"
-    strip "target/gpu/avdm-$feature"
-    xz -6 -T0 -kf "target/gpu/avdm-$feature"
-    ls -l "target/gpu/avdm-$feature" "target/gpu/avdm-$feature.xz"
-    "target/gpu/avdm-$feature" --version
-}
-pack cuda
-[ "$WGPU" = 1 ] && pack wgpu
+CARGO_TARGET_DIR=target/cuda cargo build --release -p avdm-cli --features "$FEATURES"
+cp target/cuda/release/avdm target/gpu/avdm-cuda
+strip target/gpu/avdm-cuda
+# -9e: the working tree and the carried files share 64 MiB.
+xz -9e -T0 -kf target/gpu/avdm-cuda
+ls -l target/gpu/avdm-cuda target/gpu/avdm-cuda.xz
+target/gpu/avdm-cuda --version
 echo "carry target/gpu/avdm-cuda.xz; on the GPU machine: xz -dk target/gpu/avdm-cuda.xz"

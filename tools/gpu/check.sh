@@ -9,7 +9,7 @@
 #   AVDM=path/to/avdm tools/gpu/check.sh ...  # another binary
 #
 # Rows: (1) the tiny UNet against diffusers' outputs on the device (and on Vulkan when
-# target/gpu/avdm-wgpu is there); (2) UNetMotionModel forward and forward + backward (chunked and
+# the binary has wgpu: tools/gpu/build.sh --wgpu); (2) UNetMotionModel forward and forward + backward (chunked and
 # Burn attention) in f32 and bf16, with PyTorch's times on the same shapes when torch and
 # diffusers import (tools/bench/bench_diffusers.py), as ratios; (3) one AVDM2 iteration, time and
 # peak memory; (4) text to video end to end: the toy teacher's 25-step CFG against the 4-step
@@ -56,9 +56,11 @@ attempt() {
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # (1) Parity on the device.
-for dev in "$DEVICE" $( [ -x target/gpu/avdm-wgpu ] && [ "$DEVICE" != cpu ] && echo vulkan ); do
+# Vulkan when the binary has wgpu too (tools/gpu/build.sh --wgpu builds both into one).
+VULKAN=""
+[ "$DEVICE" != cpu ] && "$AVDM" --version | grep -q wgpu && VULKAN=vulkan
+for dev in "$DEVICE" $VULKAN; do
     bin=$AVDM
-    [ "$dev" = vulkan ] && bin=target/gpu/avdm-wgpu
     cmd=("$bin" bench --size tiny --frames 2 --tiny-side 16 --repeat 1 --parity tests/fixtures/tiny_unet --device "$dev" --out "$OUT/parity-$dev.json")
     if attempt "${cmd[@]}"; then
         row "tiny UNet vs diffusers on $dev (tolerance 1e-4)" "max error $(json "$OUT/parity-$dev.json" "'%.1e' % d['parity_max_error']")" "${cmd[*]}"

@@ -21,11 +21,7 @@ pub fn reset_peak() {
 /// The peaks since [`reset_peak`].
 pub fn peak(device: &Device) -> PeakMemory {
     const MIB: f64 = 1024.0 * 1024.0;
-    let host_peak_rss_mib = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
-        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib / 1024.0)
-    });
+    let host_peak_rss_mib = avdm_import::load_phases::peak_rss_mib();
     let device_reserved_mib = device.memory_pool_usage().map(|usage| usage.bytes_reserved as f64 / MIB);
     PeakMemory { host_peak_rss_mib, device_reserved_mib }
 }

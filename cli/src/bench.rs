@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use avdm_import::{LoadOptions, load_unet_motion_folder};
+use avdm_model::kernels::chunked_attention::{SCORE_BUDGET, set_score_budget};
 use avdm_model::precision::{Precision, timestep_column, with_float_dtype};
-use avdm_model::unet::chunked_attention::{SCORE_BUDGET, set_score_budget};
 use avdm_model::{UNetConfig, UNetMotionModel};
 use avdm_train::toy::assets::default_assets_dir;
 use burn::prelude::*;

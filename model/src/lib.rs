@@ -7,6 +7,7 @@
 pub mod clip;
 pub mod error;
 pub mod i3d;
+pub mod kernels;
 pub mod noise;
 pub mod pipeline;
 pub mod precision;

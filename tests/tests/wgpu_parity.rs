@@ -52,7 +52,7 @@ fn tiny_unet_matches_diffusers_on_wgpu() {
 /// backend, with autodiff: output and gradients against softmax attention on the CPU.
 #[test]
 fn chunked_attention_and_its_gradients_match_on_wgpu() {
-    use avdm_model::unet::chunked_attention::chunked_attention;
+    use avdm_model::kernels::chunked_attention::chunked_attention;
     use burn::tensor::Distribution;
     use burn::tensor::activation::softmax;
 

@@ -5,7 +5,8 @@ use burn::prelude::*;
 use burn::tensor::module::attention as sdpa;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::chunked_attention::{chunk_rows, chunked_attention};
+use crate::kernels::chunked_attention::{chunk_rows, chunked_attention};
+use crate::kernels::group_norm::group_norm;
 
 /// `to_out(softmax(q kᵀ / sqrt(head_dim)) v)` with `q = to_q(x)`, `k = to_k(ctx)`, `v = to_v(ctx)`.
 /// Checkpoint key `to_out.0` maps onto `to_out`.
@@ -69,7 +70,7 @@ impl Attention {
     pub fn forward_image(&self, x: Tensor<4>) -> Tensor<4> {
         let [n, c, h, w] = x.dims();
         let normed = match &self.group_norm {
-            Some(norm) => norm.forward(x.clone()),
+            Some(norm) => group_norm(norm, x.clone()),
             None => x.clone(),
         };
         let tokens = normed.reshape([n, c, h * w]).swap_dims(1, 2);

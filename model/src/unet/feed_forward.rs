@@ -2,7 +2,8 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
+
+use crate::kernels::geglu::geglu;
 
 /// `out(value * gelu(gate))` with `[value, gate] = geglu(x).chunk(2)` and exact (erf) GELU.
 /// Checkpoint keys: `ff.net.0.proj` -> `geglu`, `ff.net.2` -> `out`.
@@ -23,9 +24,6 @@ impl FeedForward {
 
     /// `(N, S, dim)` -> `(N, S, dim)`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mut halves = self.geglu.forward(x).chunk(2, 2);
-        let gate = halves.pop().expect("two halves");
-        let value = halves.pop().expect("two halves");
-        self.out.forward(value * gelu(gate))
+        self.out.forward(geglu(self.geglu.forward(x)))
     }
 }

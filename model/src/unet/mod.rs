@@ -2,7 +2,6 @@
 
 pub mod attention;
 pub mod blocks;
-pub mod chunked_attention;
 pub mod config;
 pub mod embeddings;
 pub mod feed_forward;

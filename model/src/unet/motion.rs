@@ -4,6 +4,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
 use super::transformer_block::{BasicTransformerBlock, TransformerBlockSpec};
+use crate::kernels::group_norm::group_norm;
 
 /// `x + reshape(proj_out(blocks(proj_in(tokens(norm(x))))))` where each token sequence is one
 /// pixel's `F` frames: the blocks attend across time only, with sinusoidal frame positions.
@@ -50,10 +51,10 @@ impl AnimateDiffTransformer3D {
         let [bf, c, h, w] = x.dims();
         let b = bf / frames;
         let normed = if self.norm_per_frame {
-            self.norm.forward(x.clone()).reshape([b, frames, c, h, w]).permute([0, 2, 1, 3, 4])
+            group_norm(&self.norm, x.clone()).reshape([b, frames, c, h, w]).permute([0, 2, 1, 3, 4])
         } else {
             // (B, C, F, H, W): GroupNorm statistics over all frames.
-            self.norm.forward(x.clone().reshape([b, frames, c, h, w]).permute([0, 2, 1, 3, 4]))
+            group_norm(&self.norm, x.clone().reshape([b, frames, c, h, w]).permute([0, 2, 1, 3, 4]))
         };
         // (B, C, F, H, W) -> (B, H, W, F, C) -> (B*H*W, F, C)
         let tokens = normed.permute([0, 3, 4, 2, 1]).reshape([b * h * w, frames, c]);

@@ -6,6 +6,7 @@ use burn::prelude::*;
 
 use super::resnet::conv1x1;
 use super::transformer_block::{BasicTransformerBlock, TransformerBlockSpec};
+use crate::kernels::group_norm::group_norm;
 
 /// `proj_in`/`proj_out`: a 1x1 conv (SD1.5) or a Linear (`use_linear_projection`, SD2).
 /// Checkpoints name both `proj_in.weight`; load with enum variants skipped.
@@ -63,7 +64,7 @@ impl Transformer2DModel {
         let [n, c, h, w] = x.dims();
         let to_tokens = |t: Tensor<4>| t.reshape([n, c, h * w]).swap_dims(1, 2);
         let to_image = |t: Tensor<3>| t.swap_dims(1, 2).reshape([n, c, h, w]);
-        let normed = self.norm.forward(x.clone());
+        let normed = group_norm(&self.norm, x.clone());
         let mut tokens = match &self.proj_in {
             Projection::Conv(conv) => to_tokens(conv.forward(normed)),
             Projection::Linear(linear) => linear.forward(to_tokens(normed)),

@@ -3,7 +3,6 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use super::blocks::{Conditioning, DownBlock, MidBlock, UpBlock};
 use super::config::UNetConfig;
@@ -12,6 +11,7 @@ use super::motion::{AnimateDiffTransformer3D, MotionModuleSpec};
 use super::resnet::{ResnetBlock2D, ResnetSpec, conv3x3};
 use super::sampling::{Downsample2D, Upsample2D};
 use super::transformer_2d::{Transformer2DModel, Transformer2DSpec};
+use crate::kernels::group_norm::group_norm_silu;
 
 /// Inputs whose shapes do not fit the network.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -332,6 +332,6 @@ impl UNetMotionModel {
         for block in &self.up_blocks {
             x = block.forward(x, &mut skips, &cond);
         }
-        Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
+        Ok(self.conv_out.forward(group_norm_silu(&self.conv_norm_out, x)))
     }
 }

@@ -3,10 +3,10 @@
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use super::blocks::{UNetMidBlock2D, UpDecoderBlock2D, VaeBlockSpec, norm_out};
 use super::config::VaeConfig;
+use crate::kernels::group_norm::group_norm_silu;
 use crate::unet::resnet::conv3x3;
 
 /// `conv_in` -> `mid_block` -> `up_blocks` -> `conv_norm_out` -> SiLU -> `conv_out`.
@@ -42,6 +42,6 @@ impl Decoder {
     pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
         let x = self.mid_block.forward(self.conv_in.forward(z));
         let x = self.up_blocks.iter().fold(x, |x, b| b.forward(x));
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        self.conv_out.forward(group_norm_silu(&self.conv_norm_out, x))
     }
 }

@@ -3,10 +3,10 @@
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use super::blocks::{DownEncoderBlock2D, UNetMidBlock2D, VaeBlockSpec, norm_out};
 use super::config::VaeConfig;
+use crate::kernels::group_norm::group_norm_silu;
 use crate::unet::resnet::conv3x3;
 
 /// `conv_in` -> `down_blocks` -> `mid_block` -> `conv_norm_out` -> SiLU -> `conv_out`.
@@ -43,6 +43,6 @@ impl Encoder {
         let x = self.conv_in.forward(x);
         let x = self.down_blocks.iter().fold(x, |x, b| b.forward(x));
         let x = self.mid_block.forward(x);
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        self.conv_out.forward(group_norm_silu(&self.conv_norm_out, x))
     }
 }

@@ -269,7 +269,7 @@ impl GroupNormBackend for Flex {
         out.par_chunks_mut(layout.block).enumerate().for_each(|(index, out)| {
             let channels = layout.channels_of(index, groups);
             let block = &input[index * layout.block..][..layout.block];
-            normalise_block(out, block, &gamma[channels.clone()], &beta[channels], layout.spatial, epsilon, silu);
+            normalise_block(out, block, &gamma[channels.clone()], &beta[channels], layout.spatial, s);
         });
         FlexTensor::from_data(TensorData::new(out, x.shape().to_vec()))
     }
@@ -300,7 +300,7 @@ impl GroupNormBackend for Flex {
                 let at = index * layout.block;
                 let (block, grad) = (&input[at..][..layout.block], &grad[at..][..layout.block]);
                 let (gamma, beta) = (&gamma[channels.clone()], &beta[channels]);
-                block_backward(dx, block, grad, gamma, beta, layout.spatial, epsilon, silu)
+                block_backward(dx, block, grad, gamma, beta, layout.spatial, s)
             })
             .collect();
         // dgamma, dbeta: each channel's sums over the samples, in sample order.
@@ -347,21 +347,20 @@ impl Blocks {
 
 simd_fn! {
     /// One `(sample, group)` block `x (channels, spatial)` normalised into `out` with the
-    /// group's `gamma` and `beta` (channels), then SiLU when `silu`.
+    /// group's `gamma` and `beta` (channels), then SiLU when `s.silu`.
     fn normalise_block(
         out: &mut [f32],
         block: &[f32],
         gamma: &[f32],
         beta: &[f32],
         spatial: usize,
-        epsilon: f64,
-        silu: bool,
+        s: Settings,
     ) {
-        let (mean, rstd) = statistics(block, epsilon);
+        let (mean, rstd) = statistics(block, s.epsilon);
         for (((out, x), &g), &b) in out.chunks_mut(spatial).zip(block.chunks(spatial)).zip(gamma).zip(beta) {
             let scale = rstd * g;
             let shift = b - mean * scale;
-            if silu {
+            if s.silu {
                 for (o, &x) in out.iter_mut().zip(x) {
                     let y = x * scale + shift;
                     *o = y / (1.0 + exp(-y));
@@ -385,16 +384,15 @@ simd_fn! {
         gamma: &[f32],
         beta: &[f32],
         spatial: usize,
-        epsilon: f64,
-        silu: bool,
+        s: Settings,
     ) -> Vec<[f64; 2]> {
-        let (mean, rstd) = statistics(block, epsilon);
+        let (mean, rstd) = statistics(block, s.epsilon);
         let mut sums = Vec::with_capacity(gamma.len());
         // dx̂ = dy gamma into dx, and the group's sums of dx̂ and dx̂ x̂.
         let (mut sum_dxhat, mut sum_dxhat_xhat) = (0.0f64, 0.0f64);
         let rows = dx.chunks_mut(spatial).zip(block.chunks(spatial)).zip(grad.chunks(spatial));
         for (((dx, x), grad), (&g, &b)) in rows.zip(gamma.iter().zip(beta)) {
-            if silu {
+            if s.silu {
                 for ((dy, &x), &d) in dx.iter_mut().zip(x).zip(grad) {
                     *dy = d * silu_slope((x - mean) * rstd * g + b);
                 }

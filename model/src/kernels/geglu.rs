@@ -19,6 +19,7 @@ use burn::tensor::{DType, Slice};
 use rayon::prelude::*;
 
 use super::fast_math::{gelu, gelu_and_derivative, simd_fn};
+use super::{contiguous, f32_slice};
 
 /// The backend operation behind [`geglu`].
 #[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")), Autodiff)]
@@ -45,7 +46,7 @@ impl GegluBackend for Flex {
         }
         let h = contiguous(h);
         let [width, inner] = widths(&h);
-        let input = h.as_slice::<f32>().expect("a contiguous f32 tensor");
+        let input = f32_slice(&h);
         let mut out = vec![0.0f32; input.len() / 2];
         for_row_blocks(&mut out, inner, |first, out| geglu_rows(out, &input[first * width..][..out.len() * 2], inner));
         let mut dims = h.shape().to_vec();
@@ -59,8 +60,8 @@ impl GegluBackend for Flex {
         }
         let (h, grad) = (contiguous(h), contiguous(grad));
         let [width, inner] = widths(&h);
-        let input = h.as_slice::<f32>().expect("a contiguous f32 tensor");
-        let grad = grad.as_slice::<f32>().expect("a contiguous f32 tensor");
+        let input = f32_slice(&h);
+        let grad = f32_slice(&grad);
         let mut out = vec![0.0f32; input.len()];
         for_row_blocks(&mut out, width, |first, out| {
             let rows = out.len() / width;
@@ -135,10 +136,6 @@ fn composed_backward<B: Backend>(h: FloatTensor<B>, grad: FloatTensor<B>) -> Flo
     let d_value = B::float_mul(grad.clone(), B::gelu(gate.clone()));
     let d_gate = B::gelu_backward(gate, B::float_mul(grad, value));
     B::float_cat(vec![d_value, d_gate], h.shape().num_dims() - 1)
-}
-
-fn contiguous(x: FlexTensor) -> FlexTensor {
-    if x.as_slice::<f32>().is_some() { x } else { x.to_contiguous() }
 }
 
 /// `[2I, I]` of `h (..., 2I)`.

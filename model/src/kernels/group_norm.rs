@@ -23,6 +23,7 @@ use burn::tensor::{DType, FloatDType, Shape};
 use rayon::prelude::*;
 
 use super::fast_math::{exp, simd_fn};
+use super::{contiguous, f32_slice};
 
 /// What follows the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,7 +265,7 @@ impl GroupNormBackend for Flex {
         }
         let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
         let layout = Blocks::of(&x, groups);
-        let (input, gamma, beta) = (slice(&x), slice(&gamma), slice(&beta));
+        let (input, gamma, beta) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&beta));
         let mut out = vec![0.0f32; input.len()];
         out.par_chunks_mut(layout.block).enumerate().for_each(|(index, out)| {
             let channels = layout.channels_of(index, groups);
@@ -289,7 +290,7 @@ impl GroupNormBackend for Flex {
         }
         let (x, gamma_t, beta_t, grad) = (contiguous(x), contiguous(gamma), contiguous(beta), contiguous(grad));
         let layout = Blocks::of(&x, groups);
-        let (input, gamma, beta, grad) = (slice(&x), slice(&gamma_t), slice(&beta_t), slice(&grad));
+        let (input, gamma, beta, grad) = (f32_slice(&x), f32_slice(&gamma_t), f32_slice(&beta_t), f32_slice(&grad));
         let mut dx = vec![0.0f32; input.len()];
         // Per block: the sums over each of its channels of dy and dy x̂ (dbeta and dgamma).
         let partials: Vec<Vec<[f64; 2]>> = dx
@@ -449,14 +450,6 @@ fn sum_of_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
 fn silu_slope(y: f32) -> f32 {
     let sigma = 1.0 / (1.0 + exp(-y));
     sigma * (1.0 + y * (1.0 - sigma))
-}
-
-fn contiguous(x: FlexTensor) -> FlexTensor {
-    if x.as_slice::<f32>().is_some() { x } else { x.to_contiguous() }
-}
-
-fn slice(x: &FlexTensor) -> &[f32] {
-    x.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
 #[cfg(test)]

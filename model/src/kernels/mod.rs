@@ -5,3 +5,16 @@ pub mod chunked_attention;
 pub mod fast_math;
 pub mod geglu;
 pub mod group_norm;
+
+use burn::backend::flex::FlexTensor;
+
+/// `x` itself when its elements are one contiguous run, else a contiguous copy (for the CPU
+/// kernels, which read f32 tensors as slices).
+fn contiguous(x: FlexTensor) -> FlexTensor {
+    if x.as_slice::<f32>().is_some() { x } else { x.to_contiguous() }
+}
+
+/// The elements of a contiguous f32 tensor.
+fn f32_slice(x: &FlexTensor) -> &[f32] {
+    x.as_slice::<f32>().expect("a contiguous f32 tensor")
+}

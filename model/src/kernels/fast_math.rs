@@ -25,7 +25,7 @@ pub fn exp(x: f32) -> f32 {
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let mantissa = p * r * r + r + 1.0;
     // SAFETY: `n` is a whole number in [-126, 127] after the clamp.
     let n = unsafe { n.to_int_unchecked::<i32>() };

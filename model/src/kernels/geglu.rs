@@ -141,7 +141,7 @@ fn composed_backward<B: Backend>(h: FloatTensor<B>, grad: FloatTensor<B>) -> Flo
 /// `[2I, I]` of `h (..., 2I)`.
 fn widths(h: &FlexTensor) -> [usize; 2] {
     let width = *h.shape().as_slice().last().expect("at least one dim");
-    assert!(width % 2 == 0, "geglu: the last dim ({width}) must split into two halves");
+    assert!(width.is_multiple_of(2), "geglu: the last dim ({width}) must split into two halves");
     [width, width / 2]
 }
 

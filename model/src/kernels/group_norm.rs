@@ -334,7 +334,7 @@ impl Blocks {
         let dims = x.shape().to_vec();
         assert!(dims.len() >= 2, "group_norm: the input needs a channel dim, got {dims:?}");
         let channels = dims[1];
-        assert!(groups > 0 && channels % groups == 0, "group_norm: {channels} channels in {groups} groups");
+        assert!(groups > 0 && channels.is_multiple_of(groups), "group_norm: {channels} channels in {groups} groups");
         let spatial = dims[2..].iter().product::<usize>();
         Self { block: channels / groups * spatial, channels: channels / groups, spatial }
     }

@@ -156,8 +156,7 @@ impl<B: GroupNormBackend> Backward<B, 3> for GroupNormBackward {
 
 // ---- The composed bodies: Burn's primitives, statistics in f32. ----
 
-/// `x` as `(N, G, M)` in f32, its mean and `1 / sqrt(var + eps)` per group `(N, G, 1)`, and
-/// the normalised `x̂ (N, G, M)`.
+/// The normalised `x̂ (N, G, M)` of `x` in f32 and `1 / sqrt(var + eps)` per group `(N, G, 1)`.
 fn normalised<B: Backend>(x: &FloatTensor<B>, s: Settings) -> [FloatTensor<B>; 2] {
     let shape = x.shape();
     let n = shape[0];
@@ -178,21 +177,22 @@ fn per_channel<B: Backend>(v: FloatTensor<B>, x_shape: &Shape) -> FloatTensor<B>
     B::float_reshape(B::float_cast(v, FloatDType::F32), dims.into_iter().collect::<Shape>())
 }
 
-/// The affine output `y = x̂ gamma + beta` in f32, shaped like `x`, and `x̂` shaped like `x`.
+/// The affine output `y = x̂ gamma + beta` in f32 and `x̂`, both shaped like `x`, and
+/// `1 / sqrt(var + eps)` per group `(N, G, 1)`.
 fn affine<B: Backend>(
     x: &FloatTensor<B>,
     gamma: &FloatTensor<B>,
     beta: &FloatTensor<B>,
     s: Settings,
-) -> [FloatTensor<B>; 2] {
+) -> [FloatTensor<B>; 3] {
     let shape = x.shape();
-    let [xhat, _] = normalised::<B>(x, s);
+    let [xhat, rstd] = normalised::<B>(x, s);
     let xhat = B::float_reshape(xhat, shape.clone());
     let y = B::float_add(
         B::float_mul(xhat.clone(), per_channel::<B>(gamma.clone(), &shape)),
         per_channel::<B>(beta.clone(), &shape),
     );
-    [y, xhat]
+    [y, xhat, rstd]
 }
 
 fn composed_forward<B: Backend>(
@@ -202,7 +202,7 @@ fn composed_forward<B: Backend>(
     s: Settings,
 ) -> FloatTensor<B> {
     let dtype = x.dtype();
-    let [y, _] = affine::<B>(&x, &gamma, &beta, s);
+    let [y, _, _] = affine::<B>(&x, &gamma, &beta, s);
     let y = if s.silu { B::float_mul(y.clone(), B::sigmoid(y)) } else { y };
     B::float_cast(y, dtype.into())
 }
@@ -215,7 +215,7 @@ fn composed_backward<B: Backend>(
     s: Settings,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
     let (shape, dtype) = (x.shape(), x.dtype());
-    let [y, xhat] = affine::<B>(&x, &gamma, &beta, s);
+    let [y, xhat, rstd] = affine::<B>(&x, &gamma, &beta, s);
     let grad = B::float_cast(grad, FloatDType::F32);
     // d silu(y) / dy = σ(y) (1 + y (1 - σ(y))).
     let dy = if s.silu {
@@ -237,7 +237,6 @@ fn composed_backward<B: Backend>(
     // dx = rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)) per group, with dx̂ = dy gamma.
     let grouped =
         |t: FloatTensor<B>| B::float_reshape(t, Shape::new([n, s.groups, shape.num_elements() / n / s.groups]));
-    let [_, rstd] = normalised::<B>(&x, s);
     let dxhat = grouped(B::float_mul(dy, per_channel::<B>(gamma.clone(), &shape)));
     let xhat = grouped(xhat);
     let mean_dxhat = B::float_mean_dim(dxhat.clone(), 2);

@@ -13,11 +13,16 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
+use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
-use burn::tensor::{FloatDType, Slice};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{DType, FloatDType, Slice};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::attention_cpu;
 
 /// Score elements (`batch x heads x rows x keys`) one chunk may hold by default: 2^26,
 /// 256 MiB in f32.
@@ -31,27 +36,58 @@ pub fn set_score_budget(elements: usize) {
     SCORE_BUDGET_NOW.store(elements.max(1), Ordering::Relaxed);
 }
 
-/// The backend operation behind [`chunked_attention`]: the default bodies compose the
-/// backend's primitives; autodiff gets its own backward pass below.
+/// The score budget now ([`set_score_budget`]).
+pub fn score_budget() -> usize {
+    SCORE_BUDGET_NOW.load(Ordering::Relaxed)
+}
+
+/// The backend operations behind [`chunked_attention`]: the default bodies compose the
+/// backend's primitives (inference: its own attention op); autodiff gets its own backward pass
+/// below, and the CPU backend fused kernels ([`super::attention_cpu`]).
 #[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")), Autodiff)]
 pub trait ChunkedAttentionBackend: Backend {
-    /// `q (N, H, S, D)`, `k, v (N, H, L, D)` -> `(N, H, S, D)`, `chunk` query rows at a time.
+    /// `q (N, H, S, D)`, `k, v (N, H, L, D)` -> `(N, H, S, D)`, `chunk` query rows at a time
+    /// where a backward pass is recorded. Without one, the backend's own attention op (fused or
+    /// tiled for inference on every backend).
     fn chunked_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        chunk: usize,
+        _chunk: usize,
     ) -> FloatTensor<Self> {
-        forward_with_lse::<Self>(q, k, v, chunk).0
+        Self::attention(q, k, v, None, None, AttentionModuleOptions::default())
+    }
+
+    /// The output and the log-sum-exp of each row's scores `(N, H, S, 1)` (f32), which is all
+    /// that [`ChunkedAttentionBackend::attention_backward`] needs besides the inputs.
+    fn attention_with_lse(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        chunk: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        forward_with_lse::<Self>(q, k, v, chunk)
+    }
+
+    /// The gradients `(dq, dk, dv)` for the output gradient `grad (N, H, S, D)`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        chunk: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        backward::<Self>(AttentionState { q, k, v, out, lse, chunk }, grad)
     }
 }
-
-impl ChunkedAttentionBackend for burn::backend::Flex {}
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl ChunkedAttentionBackend for burn::backend::Cube {}
 
-impl<B: Backend, C: CheckpointStrategy> ChunkedAttentionBackend for Autodiff<B, C> {
+impl<B: ChunkedAttentionBackend, C: CheckpointStrategy> ChunkedAttentionBackend for Autodiff<B, C> {
     fn chunked_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -62,13 +98,13 @@ impl<B: Backend, C: CheckpointStrategy> ChunkedAttentionBackend for Autodiff<B, 
         match ChunkedAttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let [q, k, v] = inputs;
-                let (out, lse) = forward_with_lse::<B>(q.clone(), k.clone(), v.clone(), chunk);
+                let (out, lse) = B::attention_with_lse(q.clone(), k.clone(), v.clone(), chunk);
                 let state = AttentionState { q, k, v, out: out.clone(), lse, chunk };
                 prep.finish(state, out)
             }
             OpsKind::UnTracked(prep) => {
                 let [q, k, v] = inputs;
-                prep.finish(forward_with_lse::<B>(q, k, v, chunk).0)
+                prep.finish(B::chunked_attention(q, k, v, chunk))
             }
         }
     }
@@ -86,7 +122,7 @@ pub fn chunked_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, chunk: usize)
 /// ([`SCORE_BUDGET`] unless [`set_score_budget`] changed it); `None` when the whole score
 /// matrix fits at once.
 pub fn chunk_rows(q_dims: [usize; 4], keys: usize) -> Option<usize> {
-    let budget = SCORE_BUDGET_NOW.load(Ordering::Relaxed);
+    let budget = score_budget();
     let [n, h, s, _] = q_dims;
     let per_row = (n * h * keys).max(1);
     (per_row.saturating_mul(s) > budget).then(|| (budget / per_row).max(1))
@@ -107,7 +143,7 @@ struct AttentionState<B: Backend> {
 #[derive(Debug)]
 struct ChunkedAttentionBackward;
 
-impl<B: Backend> Backward<B, 3> for ChunkedAttentionBackward {
+impl<B: ChunkedAttentionBackend> Backward<B, 3> for ChunkedAttentionBackward {
     type State = AttentionState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
@@ -115,7 +151,8 @@ impl<B: Backend> Backward<B, 3> for ChunkedAttentionBackward {
         tests::BACKWARD_PASSES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let [node_q, node_k, node_v] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let [dq, dk, dv] = backward::<B>(ops.state, grad);
+        let AttentionState { q, k, v, out, lse, chunk } = ops.state;
+        let (dq, dk, dv) = B::attention_backward(q, k, v, out, lse, grad, chunk);
         for (node, grad) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -179,7 +216,10 @@ fn forward_with_lse<B: Backend>(
 /// Gradients `[dq, dk, dv]` for the upstream gradient `grad (N, H, S, D)`:
 /// `P = exp(scale q kᵀ - lse)`, `dv = Pᵀ grad`, `dS = P (grad vᵀ - rowsum(grad out))`,
 /// `dq = scale dS k`, `dk = scale dSᵀ q`, one chunk of rows at a time.
-fn backward<B: Backend>(state: AttentionState<B>, grad: FloatTensor<B>) -> [FloatTensor<B>; 3] {
+fn backward<B: Backend>(
+    state: AttentionState<B>,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
     let AttentionState { q, k, v, out, lse, chunk } = state;
     let (scale, dtype) = (scale_of::<B>(&q), dtype_of::<B>(&v));
     let delta = B::float_sum_dim(B::float_mul(f32_of::<B>(grad.clone()), f32_of::<B>(out)), 3);
@@ -199,7 +239,7 @@ fn backward<B: Backend>(state: AttentionState<B>, grad: FloatTensor<B>) -> [Floa
         dk = accumulate::<B>(dk, B::float_matmul(B::float_transpose(ds), q_rows));
     }
     let sum = |x: Option<FloatTensor<B>>| x.expect("attention over at least one query row");
-    [B::float_cat(dqs, 2), sum(dk), sum(dv)]
+    (B::float_cat(dqs, 2), sum(dk), sum(dv))
 }
 
 fn accumulate<B: Backend>(sum: Option<FloatTensor<B>>, x: FloatTensor<B>) -> Option<FloatTensor<B>> {
@@ -207,6 +247,96 @@ fn accumulate<B: Backend>(sum: Option<FloatTensor<B>>, x: FloatTensor<B>) -> Opt
         Some(sum) => B::float_add(sum, x),
         None => x,
     })
+}
+
+// ---- The CPU kernels (f32). ----
+
+impl ChunkedAttentionBackend for Flex {
+    fn chunked_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, _chunk: usize) -> FlexTensor {
+        if !all_f32(&[&q, &k, &v]) {
+            return <Self as ModuleOps<Self>>::attention(q, k, v, None, None, AttentionModuleOptions::default());
+        }
+        cpu_forward(q, k, v).0
+    }
+
+    fn attention_with_lse(q: FlexTensor, k: FlexTensor, v: FlexTensor, chunk: usize) -> (FlexTensor, FlexTensor) {
+        if !all_f32(&[&q, &k, &v]) {
+            return forward_with_lse::<Self>(q, k, v, chunk);
+        }
+        cpu_forward(q, k, v)
+    }
+
+    fn attention_backward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        out: FlexTensor,
+        lse: FlexTensor,
+        grad: FlexTensor,
+        chunk: usize,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if !all_f32(&[&q, &k, &v, &out, &lse, &grad]) {
+            return backward::<Self>(AttentionState { q, k, v, out, lse, chunk }, grad);
+        }
+        let [q, k, v, out, lse, grad] = [q, k, v, out, lse, grad].map(readable);
+        let sizes = sizes_of(&q, &k, &v);
+        let saved = attention_cpu::Saved { out: strided(&out), lse: strided(&lse) };
+        let (dq, dk, dv) = attention_cpu::backward([&q, &k, &v].map(strided), saved, strided(&grad), sizes);
+        let (n, h, d, dv_dim) = (sizes.samples, sizes.heads, sizes.dim, sizes.value_dim);
+        let (s, l) = (sizes.queries, sizes.keys);
+        (heads_view(dq, [n, s, h, d]), heads_view(dk, [n, l, h, d]), heads_view(dv, [n, l, h, dv_dim]))
+    }
+}
+
+fn all_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// `t` itself when the kernels can read it in place (its last dim one run, no negative
+/// strides), else a contiguous copy.
+fn readable(t: FlexTensor) -> FlexTensor {
+    let layout = t.layout();
+    let dims = layout.shape().to_vec();
+    let in_place = layout.strides().iter().all(|&s| s >= 0) && (layout.strides()[3] == 1 || dims[3] <= 1);
+    if in_place { t } else { t.to_contiguous() }
+}
+
+/// A [`readable`] 4-D f32 tensor as the kernels read it.
+fn strided(t: &FlexTensor) -> attention_cpu::Strided<'_> {
+    let layout = t.layout();
+    let stride = |dim: usize| layout.strides()[dim] as usize;
+    let data = t.storage::<f32>();
+    attention_cpu::Strided { data, offset: layout.start_offset(), sample: stride(0), head: stride(1), row: stride(2) }
+}
+
+/// `(N, H, S, D)` viewed over data laid out `(N, S, H, D)`, `dims` being the latter.
+fn heads_view(data: Vec<f32>, dims: [usize; 4]) -> FlexTensor {
+    Flex::float_swap_dims(FlexTensor::from_data(TensorData::new(data, dims)), 1, 2)
+}
+
+/// The kernel's sizes for `q (N, H, S, D)`, `k (N, H, L, D)`, `v (N, H, L, Dv)`.
+fn sizes_of(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> attention_cpu::Sizes {
+    let dims = |t: &FlexTensor| -> [usize; 4] {
+        t.shape().to_vec().try_into().unwrap_or_else(|d| panic!("attention: a 4-D tensor, got {d:?}"))
+    };
+    let ([n, h, s, d], [kn, kh, l, kd], [vn, vh, vl, dv]) = (dims(q), dims(k), dims(v));
+    assert!(
+        [kn, vn] == [n, n] && [kh, vh] == [h, h] && kd == d && vl == l,
+        "attention: q {:?}, k {:?}, v {:?}",
+        dims(q),
+        dims(k),
+        dims(v)
+    );
+    attention_cpu::Sizes { samples: n, heads: h, queries: s, keys: l, dim: d, value_dim: dv }
+}
+
+/// The output `(N, H, S, Dv)` and the log-sum-exp `(N, H, S, 1)`, both views of `(N, S, H, .)`.
+fn cpu_forward(q: FlexTensor, k: FlexTensor, v: FlexTensor) -> (FlexTensor, FlexTensor) {
+    let [q, k, v] = [q, k, v].map(readable);
+    let sizes = sizes_of(&q, &k, &v);
+    let (out, lse) = attention_cpu::forward(strided(&q), strided(&k), strided(&v), sizes);
+    let (n, s, h) = (sizes.samples, sizes.queries, sizes.heads);
+    (heads_view(out, [n, s, h, sizes.value_dim]), heads_view(lse, [n, s, h, 1]))
 }
 
 #[cfg(test)]
@@ -277,6 +407,45 @@ mod tests {
         assert!(BACKWARD_PASSES.load(Ordering::SeqCst) >= passes + 3, "the hand-written backward pass ran");
     }
 
+    use crate::kernels::{contiguous, f32_slice};
+
+    /// The largest difference of two f32 tensors of one shape.
+    fn flex_diff(a: &FlexTensor, b: &FlexTensor) -> f32 {
+        assert_eq!(a.shape(), b.shape());
+        let (a, b) = (contiguous(a.clone()), contiguous(b.clone()));
+        f32_slice(&a).iter().zip(f32_slice(&b)).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn cpu_kernels_equal_the_composed_bodies_for_every_chunk() {
+        let device = Device::flex();
+        let data = |dims: [usize; 4], std: f64| {
+            FlexTensor::from_data(Tensor::<4>::random(dims, Distribution::Normal(0.0, std), &device).into_data())
+        };
+        // Several blocks of query rows and a partial last one; q a view of (N, S, H, D) as the
+        // attention layers make it (read in place), k transposed in its last two dims (copied);
+        // a value width other than the key width.
+        let q = Flex::float_swap_dims(data([2, 150, 3, 8], 2.0), 1, 2);
+        let k = Flex::float_swap_dims(data([2, 3, 8, 70], 2.0), 2, 3);
+        let (v, grad) = (data([2, 3, 70, 6], 1.0), data([2, 3, 150, 6], 1.0));
+        let (out, lse) = Flex::attention_with_lse(q.clone(), k.clone(), v.clone(), 150);
+        assert_eq!(flex_diff(&Flex::chunked_attention(q.clone(), k.clone(), v.clone(), 7), &out), 0.0);
+        let (dq, dk, dv) =
+            Flex::attention_backward(q.clone(), k.clone(), v.clone(), out.clone(), lse.clone(), grad.clone(), 150);
+        for chunk in [1, 64, 150] {
+            let (want_out, want_lse) = forward_with_lse::<Flex>(q.clone(), k.clone(), v.clone(), chunk);
+            assert!(flex_diff(&out, &want_out) < 1e-5, "chunk {chunk}: out {}", flex_diff(&out, &want_out));
+            assert!(flex_diff(&lse, &want_lse) < 1e-5, "chunk {chunk}: lse {}", flex_diff(&lse, &want_lse));
+            let state =
+                AttentionState { q: q.clone(), k: k.clone(), v: v.clone(), out: out.clone(), lse: lse.clone(), chunk };
+            let (want_dq, want_dk, want_dv) = backward::<Flex>(state, grad.clone());
+            for (name, got, want) in [("q", &dq, &want_dq), ("k", &dk, &want_dk), ("v", &dv, &want_dv)] {
+                let diff = flex_diff(got, want);
+                assert!(diff < 1e-4, "chunk {chunk}: d{name} {diff}");
+            }
+        }
+    }
+
     #[test]
     fn bf16_inputs_give_bf16_results_close_to_f32() {
         let device = Device::flex().autodiff();
@@ -322,7 +491,7 @@ mod tests {
         let rows = chunk_rows([16, 8, 4096, 40], 4096).expect("over the budget");
         assert_eq!(rows, 128);
         assert!(16 * 8 * rows * 4096 <= SCORE_BUDGET);
-        // The toy and tiny configs stay on Burn's op.
+        // The toy and tiny configs' score matrices fit whole.
         assert_eq!(chunk_rows([4, 2, 64, 8], 64), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Burn backend extensions: operations with their own backward pass that run on every backend
 //! (the default bodies compose Burn's primitives) and have fused CPU kernels where they pay.
 
+mod attention_cpu;
 pub mod chunked_attention;
 pub mod fast_math;
 pub mod geglu;

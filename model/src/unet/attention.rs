@@ -2,10 +2,11 @@
 
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
+
 use burn::tensor::module::attention as sdpa;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use crate::kernels::chunked_attention::{chunk_rows, chunked_attention};
+use crate::kernels::chunked_attention::{chunk_rows, chunked_attention, score_budget};
 use crate::kernels::group_norm::group_norm;
 
 /// `to_out(softmax(q kᵀ / sqrt(head_dim)) v)` with `q = to_q(x)`, `k = to_k(ctx)`, `v = to_v(ctx)`.
@@ -79,15 +80,18 @@ impl Attention {
     }
 }
 
-/// `softmax(q kᵀ / sqrt(D)) v` for `q (N, H, S, D)`, `k, v (N, H, L, D)` -> `(N, H, S, D)`.
-/// On an autodiff device, a score matrix over the budget goes through [`chunked_attention`]
-/// (Burn's op would keep the whole `S x L` matrix for the backward pass); otherwise Burn's op,
-/// which is fused or tiled for inference on every backend.
+/// `softmax(q kᵀ / sqrt(D)) v` for `q (N, H, S, D)`, `k, v (N, H, L, D)` -> `(N, H, S, D)`,
+/// through [`chunked_attention`]: under autodiff it keeps only the output and each row's
+/// log-sum-exp for its backward pass, a score matrix over the budget a chunk of rows at a time
+/// (Burn's op would keep the whole `S x L` matrix and its softmax); without autodiff it is the
+/// backend's own op (fused or tiled for inference) or, on the CPU, its kernel. Burn's op
+/// everywhere when the score budget is `usize::MAX` (`avdm bench --attention burn`).
 pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    match chunk_rows(q.dims(), k.dims()[2]) {
-        Some(chunk) if q.is_autodiff() => chunked_attention(q, k, v, chunk),
-        _ => sdpa(q, k, v, None, None, AttentionModuleOptions::default()),
+    if score_budget() == usize::MAX {
+        return sdpa(q, k, v, None, None, AttentionModuleOptions::default());
     }
+    let chunk = chunk_rows(q.dims(), k.dims()[2]).unwrap_or(q.dims()[2]);
+    chunked_attention(q, k, v, chunk)
 }
 
 /// `(N, S, H*D)` -> `(N, H, S, D)`.

@@ -13,10 +13,10 @@
 //! chunking for memory; samples (and, forward, blocks) run on all cores, each matrix product on
 //! one (`gemm`, as flex's own attention).
 
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::fast_math::{exp, simd_fn};
+use super::matmul::{Matrix, matmul};
 
 /// Query rows per block.
 const ROWS: usize = 64;
@@ -58,71 +58,6 @@ impl<'a> Strided<'a> {
     fn matrix(&self, n: usize, h: usize, rows: usize, cols: usize) -> Matrix<'a> {
         let start = self.offset + n * self.sample + h * self.head;
         Matrix { data: &self.data[start..], rows, cols, row_stride: self.row, col_stride: 1 }
-    }
-}
-
-/// A matrix in a slice: element `(i, j)` at `i * row_stride + j * col_stride`.
-#[derive(Clone, Copy)]
-struct Matrix<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> Matrix<'a> {
-    /// Row-major `rows x cols`.
-    fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
-    }
-
-    fn transposed(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
-    }
-
-    /// Rows `[start, start + count)`.
-    fn row_block(self, start: usize, count: usize) -> Self {
-        assert!(start + count <= self.rows);
-        Self { data: &self.data[(start * self.row_stride).min(self.data.len())..], rows: count, ..self }
-    }
-
-    /// Whether every element lies inside the slice.
-    fn fits(&self, len: usize) -> bool {
-        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < len
-    }
-}
-
-/// `out = a b` (or `out + a b` when `accumulate`) for `out (a.rows x b.cols)` at
-/// `out[i * out_row + j]`.
-fn matmul(out: &mut [f32], out_row: usize, accumulate: bool, a: Matrix, b: Matrix) {
-    let (m, n, k) = (a.rows, b.cols, a.cols);
-    assert_eq!(k, b.rows, "matmul: {m}x{k} times {}x{n}", b.rows);
-    let dst = Matrix { data: out, rows: m, cols: n, row_stride: out_row, col_stride: 1 };
-    assert!(a.fits(a.data.len()) && b.fits(b.data.len()) && dst.fits(dst.data.len()), "matmul: past a slice");
-    // SAFETY: the assert above keeps every element that gemm reads or writes inside its slice.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            out_row as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
     }
 }
 

@@ -3,9 +3,11 @@
 
 mod attention_cpu;
 pub mod chunked_attention;
+pub mod conv2d;
 pub mod fast_math;
 pub mod geglu;
 pub mod group_norm;
+mod matmul;
 
 use burn::backend::flex::FlexTensor;
 

@@ -1,5 +1,6 @@
 //! diffusers `ResnetBlock2D` (pre-norm, `time_embedding_norm="default"`, SiLU).
 
+use crate::kernels::conv2d::conv2d;
 use crate::kernels::group_norm::group_norm_silu;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
@@ -54,15 +55,15 @@ impl ResnetBlock2D {
 
     /// `x (N, Cin, H, W)`, `temb (N, T)` -> `(N, Cout, H, W)`.
     pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(group_norm_silu(&self.norm1, x.clone()));
+        let mut h = conv2d(&self.conv1, group_norm_silu(&self.norm1, x.clone()));
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(silu(temb.clone()));
             let [n, c] = t.dims();
             h = h + t.reshape([n, c, 1, 1]);
         }
-        let h = self.conv2.forward(group_norm_silu(&self.norm2, h));
+        let h = conv2d(&self.conv2, group_norm_silu(&self.norm2, h));
         let shortcut = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
+            Some(conv) => conv2d(conv, x),
             None => x,
         };
         shortcut + h

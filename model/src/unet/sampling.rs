@@ -1,5 +1,6 @@
 //! diffusers `Downsample2D` / `Upsample2D` (with convolution), as used in the UNet and the VAE.
 
+use crate::kernels::conv2d::conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
@@ -31,7 +32,7 @@ impl Downsample2D {
     /// `(N, C, H, W)` -> `(N, C, ceil(H/2), ceil(W/2))` for padding 1, `(N, C, floor(H/2), floor(W/2))`
     /// for padding 0.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(x)
+        conv2d(&self.conv, x)
     }
 }
 
@@ -51,7 +52,7 @@ impl Upsample2D {
         let [_, _, h, w] = x.dims();
         let size = size.unwrap_or([2 * h, 2 * w]);
         let options = InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size);
-        self.conv.forward(interpolate(x, options))
+        conv2d(&self.conv, interpolate(x, options))
     }
 }
 

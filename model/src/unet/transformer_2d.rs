@@ -1,5 +1,6 @@
 //! diffusers `Transformer2DModel` (continuous input): the spatial transformer of the UNet.
 
+use crate::kernels::conv2d::conv2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -66,14 +67,14 @@ impl Transformer2DModel {
         let to_image = |t: Tensor<3>| t.swap_dims(1, 2).reshape([n, c, h, w]);
         let normed = group_norm(&self.norm, x.clone());
         let mut tokens = match &self.proj_in {
-            Projection::Conv(conv) => to_tokens(conv.forward(normed)),
+            Projection::Conv(conv) => to_tokens(conv2d(conv, normed)),
             Projection::Linear(linear) => linear.forward(to_tokens(normed)),
         };
         for block in &self.transformer_blocks {
             tokens = block.forward(tokens, Some(context));
         }
         let out = match &self.proj_out {
-            Projection::Conv(conv) => conv.forward(to_image(tokens)),
+            Projection::Conv(conv) => conv2d(conv, to_image(tokens)),
             Projection::Linear(linear) => to_image(linear.forward(tokens)),
         };
         out + x

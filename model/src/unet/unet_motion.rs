@@ -1,5 +1,6 @@
 //! The whole UNet: diffusers `UNetMotionModel`, or `UNet2DConditionModel` without motion modules.
 
+use crate::kernels::conv2d::conv2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::prelude::*;
@@ -262,7 +263,7 @@ impl UNetMotionModel {
 
     /// `conv_in`, the down blocks and the mid block on folded frames.
     fn encode(&self, x: Tensor<4>, cond: &Conditioning) -> Encoded {
-        let mut x = self.conv_in.forward(x);
+        let mut x = conv2d(&self.conv_in, x);
         let mut skips = vec![x.clone()];
         let mut block_features = Vec::with_capacity(self.down_blocks.len());
         for block in &self.down_blocks {
@@ -332,6 +333,6 @@ impl UNetMotionModel {
         for block in &self.up_blocks {
             x = block.forward(x, &mut skips, &cond);
         }
-        Ok(self.conv_out.forward(group_norm_silu(&self.conv_norm_out, x)))
+        Ok(conv2d(&self.conv_out, group_norm_silu(&self.conv_norm_out, x)))
     }
 }

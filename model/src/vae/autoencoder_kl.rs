@@ -1,5 +1,6 @@
 //! diffusers `AutoencoderKL`: the SD1.5 VAE.
 
+use crate::kernels::conv2d::conv2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
@@ -58,7 +59,7 @@ impl AutoencoderKL {
     pub fn encode(&self, image: Tensor<4>) -> DiagonalGaussian {
         let moments = self.encoder.forward(image);
         let moments = match &self.quant_conv {
-            Some(conv) => conv.forward(moments),
+            Some(conv) => conv2d(conv, moments),
             None => moments,
         };
         DiagonalGaussian::from_moments(moments)
@@ -68,7 +69,7 @@ impl AutoencoderKL {
     /// `vae.decode(z).sample` (divide pipeline latents by `scaling_factor` first).
     pub fn decode(&self, z: Tensor<4>) -> Tensor<4> {
         let z = match &self.post_quant_conv {
-            Some(conv) => conv.forward(z),
+            Some(conv) => conv2d(conv, z),
             None => z,
         };
         self.decoder.forward(z)

@@ -1,5 +1,6 @@
 //! diffusers VAE `Decoder`: latents -> image.
 
+use crate::kernels::conv2d::conv2d;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -40,8 +41,8 @@ impl Decoder {
 
     /// `(N, latent_channels, h, w)` -> `(N, out_channels, h*f, w*f)`, `f = 2^(blocks - 1)`.
     pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
-        let x = self.mid_block.forward(self.conv_in.forward(z));
+        let x = self.mid_block.forward(conv2d(&self.conv_in, z));
         let x = self.up_blocks.iter().fold(x, |x, b| b.forward(x));
-        self.conv_out.forward(group_norm_silu(&self.conv_norm_out, x))
+        conv2d(&self.conv_out, group_norm_silu(&self.conv_norm_out, x))
     }
 }

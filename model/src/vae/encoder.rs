@@ -1,5 +1,6 @@
 //! diffusers VAE `Encoder`: image -> the mean and log-variance of the latent (`double_z`).
 
+use crate::kernels::conv2d::conv2d;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -40,9 +41,9 @@ impl Encoder {
     /// `(N, in_channels, H, W)` -> `(N, 2 * latent_channels, H/f, W/f)`, `f = 2^(blocks - 1)`
     /// (each halving rounds down).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv_in.forward(x);
+        let x = conv2d(&self.conv_in, x);
         let x = self.down_blocks.iter().fold(x, |x, b| b.forward(x));
         let x = self.mid_block.forward(x);
-        self.conv_out.forward(group_norm_silu(&self.conv_norm_out, x))
+        conv2d(&self.conv_out, group_norm_silu(&self.conv_norm_out, x))
     }
 }

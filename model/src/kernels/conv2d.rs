@@ -337,7 +337,7 @@ fn forward(x: &[f32], weight: &[f32], bias: &[f32], samples: usize, g: Geometry)
         return out;
     }
     let weights = Matrix::dense(weight, g.out_channels, taps);
-    out.par_chunks_mut(g.out_channels * pixels).enumerate().for_each_init(
+    out.par_chunks_mut(g.out_channels * pixels).enumerate().with_min_len(per_thread(samples)).for_each_init(
         || vec![0.0f32; if g.pointwise() { 0 } else { taps * TILE_PIXELS.max(g.out_width) }],
         |columns, (n, out)| {
             let x = &x[n * g.input_len()..][..g.input_len()];
@@ -357,6 +357,12 @@ fn forward(x: &[f32], weight: &[f32], bias: &[f32], samples: usize, g: Geometry)
         },
     );
     out
+}
+
+/// Samples per piece of work: one piece per thread, so that each thread fills its scratch
+/// buffers once (rayon would otherwise split the samples finer and allocate for each piece).
+fn per_thread(samples: usize) -> usize {
+    samples.div_ceil(rayon::current_num_threads()).max(1)
 }
 
 /// One thread's share of the weight's and the bias's gradients, and its scratch.
@@ -382,6 +388,7 @@ fn backward(x: &[f32], weight: &[f32], grad: &[f32], samples: usize, g: Geometry
     let total = dx
         .par_chunks_mut(g.input_len().max(1))
         .enumerate()
+        .with_min_len(per_thread(samples))
         .fold(new, |mut acc, (n, dx)| {
             let x = &x[n * g.input_len()..][..g.input_len()];
             let grad = &grad[n * o * pixels..][..o * pixels];

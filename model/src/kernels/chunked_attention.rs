@@ -19,10 +19,10 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{DType, FloatDType, Slice};
+use burn::tensor::{FloatDType, Slice};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::attention_cpu;
+use super::{all_f32, attention_cpu};
 
 /// Score elements (`batch x heads x rows x keys`) one chunk may hold by default: 2^26,
 /// 256 MiB in f32.
@@ -286,10 +286,6 @@ impl ChunkedAttentionBackend for Flex {
         let (s, l) = (sizes.queries, sizes.keys);
         (heads_view(dq, [n, s, h, d]), heads_view(dk, [n, l, h, d]), heads_view(dv, [n, l, h, dv_dim]))
     }
-}
-
-fn all_f32(tensors: &[&FlexTensor]) -> bool {
-    tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
 /// `t` itself when the kernels can read it in place (its last dim one run, no negative

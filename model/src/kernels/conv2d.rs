@@ -21,12 +21,11 @@ use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
 use super::matmul::{Matrix, matmul};
-use super::{contiguous, f32_slice};
+use super::{all_f32, contiguous, f32_slice};
 
 /// The backend operations behind [`conv2d`].
 #[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")), Autodiff)]
@@ -159,7 +158,7 @@ impl<B: Conv2dBackend> Backward<B, 3> for ConvBackward {
 
 impl Conv2dBackend for Flex {
     fn square_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, stride: usize, padding: usize) -> FlexTensor {
-        if [&x, &weight, &bias].iter().any(|t| t.dtype() != DType::F32) {
+        if !all_f32(&[&x, &weight, &bias]) {
             return Self::conv2d(x, weight, Some(bias), options(stride, padding));
         }
         let [x, weight, bias] = [x, weight, bias].map(contiguous);
@@ -176,7 +175,7 @@ impl Conv2dBackend for Flex {
         stride: usize,
         padding: usize,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        if [&x, &weight, &bias, &grad].iter().any(|t| t.dtype() != DType::F32) {
+        if !all_f32(&[&x, &weight, &bias, &grad]) {
             return composed_backward::<Self>(x, weight, bias, grad, stride, padding);
         }
         let [x, weight, grad] = [x, weight, grad].map(contiguous);
@@ -430,7 +429,7 @@ fn backward(x: &[f32], weight: &[f32], grad: &[f32], samples: usize, g: Geometry
 mod tests {
     use super::*;
     use burn::nn::conv::Conv2dConfig;
-    use burn::tensor::{Distribution, FloatDType};
+    use burn::tensor::{DType, Distribution, FloatDType};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Runs of [`ConvBackward`]: the gradients must come from it.

@@ -15,11 +15,11 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
-use burn::tensor::{DType, Slice};
+use burn::tensor::Slice;
 use rayon::prelude::*;
 
 use super::fast_math::{gelu, gelu_and_derivative, simd_fn};
-use super::{contiguous, f32_slice};
+use super::{all_f32, contiguous, f32_slice};
 
 /// The backend operation behind [`geglu`].
 #[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")), Autodiff)]
@@ -41,7 +41,7 @@ impl GegluBackend for burn::backend::Cube {}
 
 impl GegluBackend for Flex {
     fn geglu(h: FloatTensor<Self>) -> FloatTensor<Self> {
-        if h.dtype() != DType::F32 {
+        if !all_f32(&[&h]) {
             return composed_forward::<Self>(h);
         }
         let h = contiguous(h);
@@ -55,7 +55,7 @@ impl GegluBackend for Flex {
     }
 
     fn geglu_backward(h: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        if h.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+        if !all_f32(&[&h, &grad]) {
             return composed_backward::<Self>(h, grad);
         }
         let (h, grad) = (contiguous(h), contiguous(grad));
@@ -186,7 +186,7 @@ simd_fn! {
 mod tests {
     use super::*;
     use burn::tensor::activation::gelu;
-    use burn::tensor::{Distribution, FloatDType};
+    use burn::tensor::{DType, Distribution, FloatDType};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Runs of [`GegluBackward`]: the gradients must come from it.

@@ -19,11 +19,11 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::GroupNorm;
 use burn::prelude::*;
-use burn::tensor::{DType, FloatDType, Shape};
+use burn::tensor::{FloatDType, Shape};
 use rayon::prelude::*;
 
 use super::fast_math::{exp, simd_fn};
-use super::{contiguous, f32_slice};
+use super::{all_f32, contiguous, f32_slice};
 
 /// What follows the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +259,7 @@ impl GroupNormBackend for Flex {
         silu: bool,
     ) -> FloatTensor<Self> {
         let s = Settings { groups, epsilon, silu };
-        if [&x, &gamma, &beta].iter().any(|t| t.dtype() != DType::F32) {
+        if !all_f32(&[&x, &gamma, &beta]) {
             return composed_forward::<Self>(x, gamma, beta, s);
         }
         let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
@@ -284,7 +284,7 @@ impl GroupNormBackend for Flex {
         silu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let s = Settings { groups, epsilon, silu };
-        if [&x, &gamma, &beta, &grad].iter().any(|t| t.dtype() != DType::F32) {
+        if !all_f32(&[&x, &gamma, &beta, &grad]) {
             return composed_backward::<Self>(x, gamma, beta, grad, s);
         }
         let (x, gamma_t, beta_t, grad) = (contiguous(x), contiguous(gamma), contiguous(beta), contiguous(grad));
@@ -456,8 +456,8 @@ mod tests {
     use super::*;
     use burn::module::Param;
     use burn::nn::GroupNormConfig;
-    use burn::tensor::Distribution;
     use burn::tensor::activation::silu;
+    use burn::tensor::{DType, Distribution};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Runs of [`GroupNormBackward`]: the gradients must come from it.

@@ -17,6 +17,11 @@ fn contiguous(x: FlexTensor) -> FlexTensor {
     if x.as_slice::<f32>().is_some() { x } else { x.to_contiguous() }
 }
 
+/// Whether every tensor is f32 (what the CPU kernels take; other dtypes go to Burn's ops).
+fn all_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == burn::tensor::DType::F32)
+}
+
 /// The elements of a contiguous f32 tensor.
 fn f32_slice(x: &FlexTensor) -> &[f32] {
     x.as_slice::<f32>().expect("a contiguous f32 tensor")

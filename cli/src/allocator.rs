@@ -11,6 +11,9 @@ pub fn keep_freed_memory() {
     // SAFETY: mallopt only changes glibc's tuning parameters; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        if std::env::var_os("AVDM_NO_MMAP").is_some() {
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+        }
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_TOP_PAD, 256 << 20);
     }

@@ -7,6 +7,7 @@ pub mod conv2d;
 pub mod fast_math;
 pub mod geglu;
 pub mod group_norm;
+pub mod linear;
 mod matmul;
 
 use burn::backend::flex::FlexTensor;

@@ -8,6 +8,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::kernels::chunked_attention::{chunk_rows, chunked_attention, score_budget};
 use crate::kernels::group_norm::group_norm;
+use crate::kernels::linear::linear;
 
 /// `to_out(softmax(q kᵀ / sqrt(head_dim)) v)` with `q = to_q(x)`, `k = to_k(ctx)`, `v = to_v(ctx)`.
 /// Checkpoint key `to_out.0` maps onto `to_out`.
@@ -53,10 +54,10 @@ impl Attention {
     /// -> `(N, S, query_dim)`.
     pub fn forward(&self, x: Tensor<3>, context: Option<Tensor<3>>) -> Tensor<3> {
         let context = context.unwrap_or_else(|| x.clone());
-        let q = split_heads(self.to_q.forward(x), self.heads);
-        let k = split_heads(self.to_k.forward(context.clone()), self.heads);
-        let v = split_heads(self.to_v.forward(context), self.heads);
-        self.to_out.forward(merge_heads(scaled_dot_product(q, k, v)))
+        let q = split_heads(linear(&self.to_q, x), self.heads);
+        let k = split_heads(linear(&self.to_k, context.clone()), self.heads);
+        let v = split_heads(linear(&self.to_v, context), self.heads);
+        linear(&self.to_out, merge_heads(scaled_dot_product(q, k, v)))
     }
 
     /// Adds the GroupNorm (`groups`, `eps`) that [`Attention::forward_image`] applies first.

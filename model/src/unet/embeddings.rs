@@ -6,6 +6,8 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, FloatDType};
 
+use crate::kernels::linear::linear;
+
 /// diffusers `get_timestep_embedding`: `t (N)` -> `(N, dim)`.
 ///
 /// `freqs[i] = exp(-ln(10000) * i / (half - freq_shift))`, `emb = [sin(t f), cos(t f)]`,
@@ -48,7 +50,7 @@ impl TimestepEmbedding {
 
     /// `(N, in_dim)` -> `(N, embed_dim)`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.linear_2.forward(silu(self.linear_1.forward(x)))
+        linear(&self.linear_2, silu(linear(&self.linear_1, x)))
     }
 }
 

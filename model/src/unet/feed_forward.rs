@@ -4,6 +4,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
 use crate::kernels::geglu::geglu;
+use crate::kernels::linear::linear;
 
 /// `out(value * gelu(gate))` with `[value, gate] = geglu(x).chunk(2)` and exact (erf) GELU.
 /// Checkpoint keys: `ff.net.0.proj` -> `geglu`, `ff.net.2` -> `out`.
@@ -24,6 +25,6 @@ impl FeedForward {
 
     /// `(N, S, dim)` -> `(N, S, dim)`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.out.forward(geglu(self.geglu.forward(x)))
+        linear(&self.out, geglu(linear(&self.geglu, x)))
     }
 }

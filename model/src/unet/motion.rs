@@ -5,6 +5,7 @@ use burn::prelude::*;
 
 use super::transformer_block::{BasicTransformerBlock, TransformerBlockSpec};
 use crate::kernels::group_norm::group_norm;
+use crate::kernels::linear::linear;
 
 /// `x + reshape(proj_out(blocks(proj_in(tokens(norm(x))))))` where each token sequence is one
 /// pixel's `F` frames: the blocks attend across time only, with sinusoidal frame positions.
@@ -58,11 +59,11 @@ impl AnimateDiffTransformer3D {
         };
         // (B, C, F, H, W) -> (B, H, W, F, C) -> (B*H*W, F, C)
         let tokens = normed.permute([0, 3, 4, 2, 1]).reshape([b * h * w, frames, c]);
-        let mut tokens = self.proj_in.forward(tokens);
+        let mut tokens = linear(&self.proj_in, tokens);
         for block in &self.transformer_blocks {
             tokens = block.forward(tokens, None);
         }
-        let tokens = self.proj_out.forward(tokens);
+        let tokens = linear(&self.proj_out, tokens);
         // (B, H, W, F, C) -> (B, F, C, H, W) -> (B*F, C, H, W)
         let out = tokens.reshape([b, h, w, frames, c]).permute([0, 3, 4, 1, 2]).reshape([bf, c, h, w]);
         out + x

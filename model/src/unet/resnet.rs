@@ -2,6 +2,7 @@
 
 use crate::kernels::conv2d::conv2d;
 use crate::kernels::group_norm::group_norm_silu;
+use crate::kernels::linear::linear;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
@@ -57,7 +58,7 @@ impl ResnetBlock2D {
     pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
         let mut h = conv2d(&self.conv1, group_norm_silu(&self.norm1, x.clone()));
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
-            let t = proj.forward(silu(temb.clone()));
+            let t = linear(proj, silu(temb.clone()));
             let [n, c] = t.dims();
             h = h + t.reshape([n, c, 1, 1]);
         }

@@ -8,6 +8,7 @@ use burn::prelude::*;
 use super::resnet::conv1x1;
 use super::transformer_block::{BasicTransformerBlock, TransformerBlockSpec};
 use crate::kernels::group_norm::group_norm;
+use crate::kernels::linear::linear;
 
 /// `proj_in`/`proj_out`: a 1x1 conv (SD1.5) or a Linear (`use_linear_projection`, SD2).
 /// Checkpoints name both `proj_in.weight`; load with enum variants skipped.
@@ -68,14 +69,14 @@ impl Transformer2DModel {
         let normed = group_norm(&self.norm, x.clone());
         let mut tokens = match &self.proj_in {
             Projection::Conv(conv) => to_tokens(conv2d(conv, normed)),
-            Projection::Linear(linear) => linear.forward(to_tokens(normed)),
+            Projection::Linear(layer) => linear(layer, to_tokens(normed)),
         };
         for block in &self.transformer_blocks {
             tokens = block.forward(tokens, Some(context));
         }
         let out = match &self.proj_out {
             Projection::Conv(conv) => conv2d(conv, to_image(tokens)),
-            Projection::Linear(linear) => to_image(linear.forward(tokens)),
+            Projection::Linear(layer) => to_image(linear(layer, tokens)),
         };
         out + x
     }

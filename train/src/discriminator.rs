@@ -6,13 +6,15 @@
 //! noised clip, its timestep and the prompt as the teacher does, motion modules included.
 
 use avdm_model::UNetMotionModel;
+use avdm_model::kernels::conv2d::conv2d;
+use avdm_model::kernels::group_norm::group_norm_silu;
 use avdm_model::unet::InputError;
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::AvgPool2dConfig;
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softplus};
+use burn::tensor::activation::softplus;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -58,8 +60,8 @@ impl Branch {
 
     /// `(N, C_i, H_i, W_i)` -> `(N, channels, H_i, W_i)`.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = silu(self.norm1.forward(self.conv1.forward(x)));
-        silu(self.norm2.forward(self.conv2.forward(x)))
+        let x = group_norm_silu(&self.norm1, conv2d(&self.conv1, x));
+        group_norm_silu(&self.norm2, conv2d(&self.conv2, x))
     }
 }
 
@@ -101,7 +103,7 @@ impl DiscriminatorHead {
                 if factor == [1, 1] { y } else { AvgPool2dConfig::new(factor).with_strides(factor).init().forward(y) }
             })
             .collect();
-        self.out.forward(Tensor::cat(maps, 1))
+        conv2d(&self.out, Tensor::cat(maps, 1))
     }
 }
 

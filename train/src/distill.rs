@@ -27,6 +27,7 @@ use crate::cluster::start::{agree_on_start, take_lead_parameters};
 use crate::distill_config::{DistillConfig, EvalConfig};
 use crate::distill_data::{DistillData, TeacherInput};
 use crate::distill_eval::{ToyEval, append_row, with_unet};
+use crate::ema::{ema_start, ema_update};
 use crate::error::TrainError;
 use crate::eval::student_sampler;
 use crate::learner::{FrozenReplica, IterationReport, Learner, Networks, Optimizers, Parameterisation};
@@ -153,7 +154,16 @@ fn log_skipped(path: &Path, step: usize, skipped: &[String]) -> Result<(), Train
 struct RunState {
     nets: Networks,
     optim: Optimizers,
+    /// The moving average of the student, when `config.ema` is positive.
+    ema: Option<avdm_model::UNetMotionModel>,
     state: DistillState,
+}
+
+impl RunState {
+    /// The student to evaluate and export: the moving average when there is one.
+    fn student(&self) -> &avdm_model::UNetMotionModel {
+        self.ema.as_ref().unwrap_or(&self.nets.student)
+    }
 }
 
 fn checkpoint_dir(out: &Path) -> PathBuf {
@@ -164,6 +174,9 @@ fn save(out: &Path, run: &RunState) -> Result<(), TrainError> {
     let writer = CheckpointWriter::begin(&checkpoint_dir(out))?;
     writer.module("student", &run.nets.student)?;
     writer.optimizer("student", &run.optim.student)?;
+    if let Some(ema) = &run.ema {
+        writer.module("student_ema", ema)?;
+    }
     writer.module("fake_score", &run.nets.fake_score)?;
     writer.optimizer("fake_score", &run.optim.fake_score)?;
     writer.module("head", &run.nets.head)?;
@@ -189,6 +202,9 @@ fn restore(out: &Path, config: &DistillConfig, mut run: RunState) -> Result<RunS
     }
     run.nets.student = checkpoint.module("student", run.nets.student)?;
     run.optim.student = checkpoint.optimizer("student", run.optim.student)?;
+    if let Some(ema) = run.ema.take() {
+        run.ema = Some(checkpoint.module("student_ema", ema)?);
+    }
     run.nets.fake_score = checkpoint.module("fake_score", run.nets.fake_score)?;
     run.optim.fake_score = checkpoint.optimizer("fake_score", run.optim.fake_score)?;
     run.nets.head = checkpoint.module("head", run.nets.head)?;
@@ -323,6 +339,7 @@ pub fn distill(
     let source = DistillData::open(&config.data, &setup.teacher_input())?;
     let RunSetup { teacher_dir, loaded, video_scheduler, video, image, student_config, sampler, nets, .. } = setup;
     let fresh = RunState {
+        ema: (config.ema > 0.0).then(|| ema_start(&nets.student)),
         nets,
         optim: Optimizers::new(&config.optim),
         state: DistillState { step: 0, config: config.clone(), seconds: 0.0 },
@@ -365,12 +382,15 @@ pub fn distill(
         let step_data = source.iteration(config, step, learner.rows(), &embed, device)?;
         log_skipped(&skipped_path, step, &step_data.skipped)?;
         let mut report = learner.iterate(step, &mut run.nets, &mut run.optim, &step_data.data)?;
+        if let Some(ema) = run.ema.take() {
+            run.ema = Some(ema_update(ema, &run.nets.student, config.ema));
+        }
         let done = step + 1;
         // (The final table evaluates the student after the last step.)
         if let Some(eval) =
             toy_eval.as_ref().filter(|_| done.is_multiple_of(config.sample_every) && done < config.steps)
         {
-            let pipeline = with_unet(&loaded.pipeline, &run.nets.student);
+            let pipeline = with_unet(&loaded.pipeline, run.student());
             let grid = out.join("samples").join(format!("step-{done:06}.gif"));
             let row = eval.row(&format!("student step {done}"), &pipeline, &loaded.tokenizer, &eval_sampler, &grid)?;
             append_row(&out.join("samples").join("eval.jsonl"), &row)?;
@@ -401,7 +421,7 @@ pub fn distill(
         }
     }
     if lead {
-        let exported = Exported { unet: &run.nets.student, sampler: &student_config, scheduler: &video_scheduler };
+        let exported = Exported { unet: run.student(), sampler: &student_config, scheduler: &video_scheduler };
         export_student(&teacher_dir, &loaded, exported, &out.join("student"))?;
     }
     Ok(run.state)

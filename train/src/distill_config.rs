@@ -179,6 +179,9 @@ pub struct DistillConfig {
     pub fake_score: FakeScoreConfig,
     /// Fake-score and discriminator updates per generator update (the paper: 2).
     pub critic_updates: usize,
+    /// Decay of an exponential moving average of the student's weights, updated after every
+    /// generator update and exported as the student when positive (the paper: none, 0).
+    pub ema: f64,
     pub optim: OptimConfig,
     pub models: ModelPaths,
     /// Real clips for the discriminator and prompts for the generator.
@@ -211,6 +214,7 @@ impl Default for DistillConfig {
             head: HeadConfig { channels: 256, groups: 32 },
             fake_score: FakeScoreConfig::default(),
             critic_updates: 2,
+            ema: 0.0,
             optim: OptimConfig::default(),
             models: ModelPaths::default(),
             data: DataConfig::default(),
@@ -279,6 +283,12 @@ impl DistillConfig {
         }
         if self.critic_updates == 0 && self.loss.losses.uses_adm() {
             return Err(TrainError::setting("critic_updates", "the discriminator needs at least one update per step"));
+        }
+        if !(0.0..1.0).contains(&self.ema) {
+            return Err(TrainError::setting(
+                "ema",
+                format!("{} is not a decay in [0, 1) (0: no moving average)", self.ema),
+            ));
         }
         let ranges = [("adm", self.adm.t_min, self.adm.t_max), ("sdm", self.sdm.t_min, self.sdm.t_max)];
         for (name, lo, hi) in ranges {
@@ -393,6 +403,8 @@ mod tests {
         assert!(range.contains("sdm") && range.contains("[900, 100]"), "{range}");
         let weight = write("weight.toml", "[loss]\nlambda_adm = -1.0\n");
         assert!(weight.contains("lambda_adm"), "{weight}");
+        let ema = write("ema.toml", "ema = 1.0\n");
+        assert!(ema.contains("ema") && ema.contains("[0, 1)"), "{ema}");
         let kind = write("kind.toml", "batch = \"two\"\n");
         assert!(kind.contains("batch"), "{kind}");
         let missing = DistillConfig::from_toml_file(&dir.path().join("absent.toml")).unwrap_err().to_string();

@@ -16,6 +16,7 @@ pub mod distill_config;
 pub mod distill_data;
 pub mod distill_eval;
 pub mod distill_plan;
+pub mod ema;
 pub mod error;
 pub mod eval;
 pub mod fake_score;

@@ -37,9 +37,15 @@ fn run(config: &DistillConfig, out: &Path, resume: bool) -> Result<DistillState,
     distill(config, out, resume, &[Device::flex().autodiff()], &avdm_train::cluster::SingleRank, |_| true)
 }
 
-fn student_weight(out: &Path) -> Tensor<4> {
-    let loaded = load_pipeline(&out.join("student"), None, &LoadOptions::default(), &Device::flex()).unwrap();
+/// A weight of the pipeline folder `dir`'s UNet.
+fn unet_weight(dir: &Path) -> Tensor<4> {
+    let loaded = load_pipeline(dir, None, &LoadOptions::default(), &Device::flex()).unwrap();
     loaded.pipeline.unet.down_blocks[0].resnets[0].conv1.weight.val()
+}
+
+/// A weight of the student that the run in `out` exported.
+fn student_weight(out: &Path) -> Tensor<4> {
+    unet_weight(&out.join("student"))
 }
 
 #[test]
@@ -64,20 +70,8 @@ fn a_resumed_run_equals_an_uninterrupted_one_and_exports_the_student() {
     assert!(plots.contains("Iterations 1 to 4"), "{plots}");
     let trained = avdm_import::read_student_config(&parts.join("student")).unwrap().unwrap();
     assert_eq!(trained.beta_schedule, Some(BetaSchedule::Linear), "student.json records the video schedule");
-    let teacher = avdm_train::toy::assets::default_assets_dir().join("teacher/unet");
-    let moved = (student_weight(&whole)
-        - load_pipeline(teacher.parent().unwrap(), None, &LoadOptions::default(), &Device::flex())
-            .unwrap()
-            .pipeline
-            .unet
-            .down_blocks[0]
-            .resnets[0]
-            .conv1
-            .weight
-            .val())
-    .abs()
-    .max()
-    .into_scalar::<f32>();
+    let teacher = avdm_train::toy::assets::default_assets_dir().join("teacher");
+    let moved = (student_weight(&whole) - unet_weight(&teacher)).abs().max().into_scalar::<f32>();
     assert!(moved > 0.0, "the exported student is the teacher");
 
     // Other settings, or a damaged checkpoint, are named instead of silently restarting.
@@ -168,6 +162,29 @@ fn a_run_with_a_lora_fake_score_resumes_exactly() {
     assert!(diff < 1e-6, "the resumed student drifted by {diff}");
     let err = run(&config(3), &parts, true).unwrap_err().to_string();
     assert!(err.contains("other settings"), "a full fake score does not resume a LoRA run: {err}");
+}
+
+/// With `ema`, the exported student is the moving average of the student after each update:
+/// at decay 0.5 over two updates, 0.25 teacher + 0.25 (student after one) + 0.5 (after two),
+/// the students taken from runs without it; a resumed run continues the same average.
+#[test]
+fn an_ema_run_exports_the_moving_average_and_resumes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ema = |steps| DistillConfig { ema: 0.5, checkpoint_every: 1, ..config(steps) };
+    let dir = |name: &str| tmp.path().join(name);
+    run(&config(1), &dir("one"), false).unwrap();
+    run(&config(2), &dir("two"), false).unwrap();
+    run(&ema(2), &dir("whole"), false).unwrap();
+    run(&ema(1), &dir("parts"), false).unwrap();
+    run(&ema(2), &dir("parts"), true).unwrap();
+    let teacher = unet_weight(&avdm_train::toy::assets::default_assets_dir().join("teacher"));
+    let want = teacher.clone() * 0.25 + student_weight(&dir("one")) * 0.25 + student_weight(&dir("two")) * 0.5;
+    let diff = |a: Tensor<4>, b: Tensor<4>| (a - b).abs().max().into_scalar::<f32>();
+    assert!(diff(student_weight(&dir("whole")), want.clone()) < 1e-6, "the exported student is the average");
+    assert!(diff(student_weight(&dir("two")), want) > 1e-5, "the average differs from the last student");
+    assert!(diff(student_weight(&dir("parts")), student_weight(&dir("whole"))) < 1e-6, "the resumed average drifted");
+    let err = run(&config(3), &dir("parts"), true).unwrap_err().to_string();
+    assert!(err.contains("ema"), "a resume may not drop the average: {err}");
 }
 
 /// The toy preset's settings (two critic updates, batch 2 over two threads) stopped at a

@@ -149,6 +149,26 @@ pub fn export_unet_motion(
     export(model, config, dir, dtype, json, |_| true)
 }
 
+/// Writes the 2D part of `model` (all of it when it has no motion modules) as a diffusers
+/// `UNet2DConditionModel` folder (`config.json` and `diffusion_pytorch_model.safetensors`),
+/// loadable with `UNet2DConditionModel.from_pretrained(dir)` and by
+/// [`crate::unet::load_unet_2d`]: an image model, e.g. a 2D teacher.
+///
+/// `dir` must not exist (or be an empty folder) and its parent must exist.
+pub fn export_unet_2d(
+    model: &UNetMotionModel,
+    config: &UNetConfig,
+    dir: &Path,
+    dtype: ExportDtype,
+) -> Result<ExportReport, ImportError> {
+    let image = config.to_unet_2d_config().map_err(|source| ImportError::Incompatible {
+        what: format!("cannot export a diffusers UNet2DConditionModel to {}", dir.display()),
+        source,
+    })?;
+    let json = config_json("UNet2DConditionModel", &image, &[]);
+    export(model, config, dir, dtype, json, |key| !key.contains("motion_modules."))
+}
+
 /// Writes a CLIP text encoder as a transformers `CLIPTextModel` folder (`config.json` and
 /// `model.safetensors`, keys under `text_model.` as in hub files), loadable with
 /// `CLIPTextModel.from_pretrained(dir)` and by [`crate::clip::load_clip_text`].

@@ -36,7 +36,9 @@ pub mod video_writer;
 pub use apply::{Applied, apply_tensors};
 pub use clip::{LoadedClipText, load_clip_text};
 pub use error::ImportError;
-pub use export::{ExportDtype, ExportReport, export_clip_text, export_motion_adapter, export_unet_motion};
+pub use export::{
+    ExportDtype, ExportReport, export_clip_text, export_motion_adapter, export_unet_2d, export_unet_motion,
+};
 pub use pipeline::{LoadedPipeline, load_pipeline, read_scheduler, write_scheduler};
 pub use student::{STUDENT_CONFIG, read_student_config, write_student_config};
 pub use tensors::TensorSet;

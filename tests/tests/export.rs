@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use avdm_import::{
     AdapterSource, ExportDtype, ImportError, LoadOptions, LoadedUNet, export_clip_text, export_motion_adapter,
-    export_unet_motion, load_clip_text, load_unet_2d, load_unet_motion, load_unet_motion_folder,
+    export_unet_2d, export_unet_motion, load_clip_text, load_unet_2d, load_unet_motion, load_unet_motion_folder,
 };
 use avdm_model::UNetConfig;
 use avdm_model::unet::{MotionAdapterConfig, UNet2DConditionConfig, UNetMotionConfig};
@@ -144,6 +144,42 @@ fn exports_match_what_diffusers_writes_and_load_back_identically() {
         tensor(&fixture_tensors("tiny_unet/io.safetensors"), "a_out"),
         1e-4,
     );
+}
+
+/// The image model of the video UNet, written as a diffusers `UNet2DConditionModel` folder
+/// (a 2D teacher): the fixture's own `unet/` folder comes back, keys, shapes, dtypes and bits,
+/// and loads to the same network.
+#[test]
+fn the_2d_part_exports_as_the_fixture_s_unet_2d_folder() {
+    let unet = tiny();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("unet");
+    let report = export_unet_2d(&unet.model, &unet.config, &dir, ExportDtype::F32).expect("2D UNet");
+    let (ours, theirs) = (contents(&dir.join(WEIGHTS)), contents(&fixture(&format!("tiny_unet/unet/{WEIGHTS}"))));
+    assert_eq!(layout(&ours), layout(&theirs), "key names, shapes and dtypes");
+    assert_eq!(ours.1, theirs.1, "metadata");
+    assert_eq!(report.tensors, theirs.0.len());
+    for (key, (_, _, data)) in &theirs.0 {
+        assert!(&ours.0[key].2 == data, "`{key}` differs from the diffusers file");
+    }
+    let config = json(&dir.join("config.json"));
+    assert_eq!(config["_class_name"], "UNet2DConditionModel");
+    assert!(config["num_attention_heads"].is_null(), "diffusers refuses num_attention_heads in a 2D UNet");
+    let read = |path: &Path| {
+        UNetConfig::from_unet_2d(&UNet2DConditionConfig::from_json(&fs::read_to_string(path).unwrap()).unwrap())
+            .unwrap()
+    };
+    assert_eq!(read(&dir.join("config.json")), read(&fixture("tiny_unet/unet/config.json")), "the same network");
+    let load = |dir: &Path| load_unet_2d(dir, &LoadOptions::default(), &device()).expect("a 2D UNet folder");
+    let (loaded, original) = (load(&dir), load(&fixture("tiny_unet/unet")));
+    assert!(loaded.report.unused.is_empty(), "unused {:?}", loaded.report.unused);
+    let first_frame = |unet: &LoadedUNet| {
+        let io = fixture_tensors("tiny_unet/io.safetensors");
+        let frame = tensor::<5>(&io, "a_sample").narrow(2, 0, 1);
+        let text = tensor::<3>(&io, "a_text").narrow(0, 0, 1);
+        unet.model.forward(frame, tensor(&io, "a_timestep"), text).expect("one frame")
+    };
+    assert_eq!(max_abs_diff(first_frame(&loaded), first_frame(&original)), 0.0, "outputs must be identical");
 }
 
 #[test]

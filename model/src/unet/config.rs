@@ -602,29 +602,8 @@ impl UNetConfig {
         let layers = &self.transformer_layers_per_block;
         let default_mid = *layers.last().unwrap_or(&1);
         Ok(UNetMotionConfig {
-            common: UNetCommonConfig {
-                sample_size: self.sample_size,
-                in_channels: self.in_channels,
-                out_channels: self.out_channels,
-                down_block_types: block_names(
-                    &self.down_cross_attention,
-                    ["CrossAttnDownBlockMotion", "DownBlockMotion"],
-                ),
-                up_block_types: block_names(&self.up_cross_attention, ["CrossAttnUpBlockMotion", "UpBlockMotion"]),
-                block_out_channels: self.block_out_channels.clone(),
-                layers_per_block: compact(&self.layers_per_block),
-                downsample_padding: self.downsample_padding,
-                mid_block_scale_factor: 1.0,
-                act_fn: default_act_fn(),
-                norm_num_groups: self.norm_num_groups,
-                norm_eps: self.norm_eps,
-                cross_attention_dim: self.cross_attention_dim,
-                transformer_layers_per_block: compact(layers),
-                use_linear_projection: self.use_linear_projection,
-                addition_embed_type: None,
-                encoder_hid_dim_type: None,
-                time_cond_proj_dim: None,
-            },
+            common: self
+                .common(["CrossAttnDownBlockMotion", "DownBlockMotion"], ["CrossAttnUpBlockMotion", "UpBlockMotion"]),
             reverse_transformer_layers_per_block: unless_reversed(&self.reverse_transformer_layers_per_block, layers),
             temporal_transformer_layers_per_block: compact(&m.transformer_layers_per_block),
             reverse_temporal_transformer_layers_per_block: unless_reversed(
@@ -641,6 +620,65 @@ impl UNetConfig {
             use_motion_mid_block: m.mid_block,
             mid_block_layers: self.mid_block_layers,
         })
+    }
+
+    /// The diffusers `UNet2DConditionModel` config of the 2D part (the image model of a video
+    /// UNet): the inverse of [`UNetConfig::from_unet_2d`]. A 2D UNet's up blocks mirror its
+    /// down blocks and its mid block has one attention + resnet pair at the last down block's
+    /// depth; other layouts cannot be written.
+    pub fn to_unet_2d_config(&self) -> Result<UNet2DConditionConfig, ConfigError> {
+        self.validate()?;
+        let layers = &self.transformer_layers_per_block;
+        require(
+            self.reverse_transformer_layers_per_block == reversed(layers),
+            "reverse_transformer_layers_per_block",
+            "a UNet2DConditionModel's up blocks mirror its down blocks",
+        )?;
+        require(
+            self.transformer_layers_per_mid_block == *layers.last().unwrap_or(&1) && self.mid_block_layers == 1,
+            "transformer_layers_per_mid_block",
+            "a UNet2DConditionModel's mid block has one attention + resnet pair at the last down block's depth",
+        )?;
+        Ok(UNet2DConditionConfig {
+            common: self.common(["CrossAttnDownBlock2D", "DownBlock2D"], ["CrossAttnUpBlock2D", "UpBlock2D"]),
+            mid_block_type: default_mid_block_type(),
+            // diffusers refuses `num_attention_heads` here; `attention_head_dim` holds the
+            // number of heads (SD1.5's naming).
+            attention_head_dim: compact(&self.num_attention_heads),
+            num_attention_heads: None,
+            flip_sin_to_cos: self.flip_sin_to_cos,
+            freq_shift: self.freq_shift,
+            only_cross_attention: false,
+            upcast_attention: false,
+            resnet_time_scale_shift: default_resnet_time_scale_shift(),
+            class_embed_type: None,
+            time_embedding_type: default_time_embedding_type(),
+        })
+    }
+
+    /// The fields both diffusers formats share, with the format's block type names
+    /// (`[cross-attention, plain]`).
+    fn common(&self, down: [&str; 2], up: [&str; 2]) -> UNetCommonConfig {
+        UNetCommonConfig {
+            sample_size: self.sample_size,
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            down_block_types: block_names(&self.down_cross_attention, down),
+            up_block_types: block_names(&self.up_cross_attention, up),
+            block_out_channels: self.block_out_channels.clone(),
+            layers_per_block: compact(&self.layers_per_block),
+            downsample_padding: self.downsample_padding,
+            mid_block_scale_factor: 1.0,
+            act_fn: default_act_fn(),
+            norm_num_groups: self.norm_num_groups,
+            norm_eps: self.norm_eps,
+            cross_attention_dim: self.cross_attention_dim,
+            transformer_layers_per_block: compact(&self.transformer_layers_per_block),
+            use_linear_projection: self.use_linear_projection,
+            addition_embed_type: None,
+            encoder_hid_dim_type: None,
+            time_cond_proj_dim: None,
+        }
     }
 
     /// The SD1.5 image UNet (the 2D teacher).
@@ -763,6 +801,16 @@ mod tests {
         assert_eq!(full.num_attention_heads, PerBlock::Same(8));
         assert_eq!(full.reverse_motion_num_attention_heads, None);
         assert_eq!(full.transformer_layers_per_mid_block, None);
+    }
+
+    #[test]
+    fn the_image_model_writes_as_sd15_s_unet_2d_config() {
+        let image = UNetConfig::sd15_motion_v1_5_2().to_unet_2d_config().unwrap();
+        assert_eq!(image, UNet2DConditionConfig { num_attention_heads: None, ..UNet2DConditionConfig::sd15() });
+        assert_eq!(UNetConfig::from_unet_2d(&image).unwrap(), UNetConfig::sd15());
+        let deeper_mid = UNetConfig { transformer_layers_per_mid_block: 2, ..UNetConfig::sd15() };
+        let err = deeper_mid.to_unet_2d_config().unwrap_err().to_string();
+        assert!(err.contains("transformer_layers_per_mid_block"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 pub mod assets;
 pub mod preset;
+pub mod style;
 pub mod vocabulary;
 pub mod world;
 
+pub use style::Style;
 pub use world::{Attributes, ClipSpec, Split, ToyWorld};

@@ -15,6 +15,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::style::{OUTLINE, Style};
+
 /// The shapes of the toy world.
 pub const SHAPES: [&str; 3] = ["circle", "square", "triangle"];
 /// The colours of the toy world and their RGB values in `[-1, 1]`.
@@ -113,12 +115,16 @@ pub struct ToyWorld {
     pub speed: [f32; 2],
     /// Length in pixels of the streak behind the shape (0: none).
     pub trail: f32,
+    /// How the shapes are drawn (absent from configs written before styles: filled).
+    #[serde(default)]
+    pub style: Style,
 }
 
 impl Default for ToyWorld {
-    /// 8 frames of 32x32, shapes 4..7 px in half-size moving 1..2 px per frame, streaks of 6 px.
+    /// 8 frames of 32x32, filled shapes 4..7 px in half-size moving 1..2 px per frame, streaks
+    /// of 6 px.
     fn default() -> Self {
-        Self { frames: 8, size: 32, radius: [4.0, 7.0], speed: [1.0, 2.0], trail: 6.0 }
+        Self { frames: 8, size: 32, radius: [4.0, 7.0], speed: [1.0, 2.0], trail: 6.0, style: Style::Filled }
     }
 }
 
@@ -218,16 +224,22 @@ impl ToyWorld {
     /// Opacity at the point `(px, py)` of a frame whose shape is centred at `centre`: 1 inside
     /// the shape, fading along the streak behind it (1-px steps back along the direction).
     fn opacity_at(&self, spec: &ClipSpec, centre: [f32; 2], px: f32, py: f32) -> f32 {
-        let shape = spec.attributes.shape;
-        if inside(shape, px - centre[0], py - centre[1], spec.radius) {
+        if self.covers(spec, px - centre[0], py - centre[1]) {
             return 1.0;
         }
         let [dx, dy] = DIRECTIONS[spec.attributes.direction].1;
         let steps = self.trail.ceil() as usize;
         (1..=steps)
             .map(|k| k as f32)
-            .find(|&back| inside(shape, px - centre[0] + dx * back, py - centre[1] + dy * back, spec.radius))
+            .find(|&back| self.covers(spec, px - centre[0] + dx * back, py - centre[1] + dy * back))
             .map_or(0.0, |back| TRAIL_OPACITY * (1.0 - back / (self.trail + 1.0)))
+    }
+
+    /// Whether the offset `(x, y)` from the centre is drawn: inside the shape, and for an
+    /// outline not inside the shape [`OUTLINE`] pixels smaller.
+    fn covers(&self, spec: &ClipSpec, x: f32, y: f32) -> bool {
+        let (shape, r) = (spec.attributes.shape, spec.radius);
+        inside(shape, x, y, r) && (self.style == Style::Filled || !inside(shape, x, y, r - OUTLINE))
     }
 
     /// `n` clips of the split starting at `index`: `(n, 3, F, H, W)` in `[-1, 1]` and their specs.

@@ -8,9 +8,11 @@ use anyhow::{Context, bail};
 use avdm_import::ClipTokenizer;
 use avdm_train::checkpoint::Checkpoint;
 use avdm_train::teacher::{
-    Stage, StageState, TeacherConfig, TextToVideo, init_image_model, init_motion_model, stage_dir, train_stage,
+    Stage, StageState, TeacherConfig, TextToVideo, image_model_of, init_image_model, init_motion_model, stage_dir,
+    train_stage,
 };
-use avdm_train::toy::assets::write_teacher_folder;
+use avdm_train::toy::Style;
+use avdm_train::toy::assets::{PipelineKind, write_pipeline_folder};
 use avdm_train::toy::preset;
 use avdm_train::toy::vocabulary::write_tokenizer;
 use clap::{Args, ValueEnum};
@@ -30,12 +32,22 @@ enum Stages {
 #[derive(Args)]
 pub struct TrainTeacherArgs {
     /// Run folder: checkpoints (`image/`, `motion/`), the tokenizer, and the finished
-    /// pipeline folder `teacher/`.
+    /// pipeline folder: `teacher/` (video), or `image-teacher/` (the image model, a
+    /// Stable-Diffusion-style folder) after `--stage image`.
     #[arg(long, default_value = "runs/toy-teacher")]
     out: PathBuf,
     /// Which stages to run; `motion` needs a finished image stage in the run folder.
     #[arg(long, value_enum, default_value = "both")]
     stage: Stages,
+    /// How the toy world draws its shapes: `filled` (the shipped teacher's world) or
+    /// `outline` (hollow shapes: a restyled world for a restyled image model).
+    #[arg(long, default_value = "filled")]
+    style: Style,
+    /// Start the image stage from this pipeline folder's image model (text encoder and 2D
+    /// UNet, e.g. assets/toy/teacher) with its text encoder frozen: a fine-tune of the same
+    /// family, usable as the 2D teacher of a distillation of that folder (`models.teacher_2d`).
+    #[arg(long)]
+    init_from: Option<PathBuf>,
     /// Continue from the checkpoints in the run folder.
     #[arg(long)]
     resume: bool,
@@ -71,6 +83,8 @@ impl TrainTeacherArgs {
     fn config(&self) -> TeacherConfig {
         let mut config = TeacherConfig::toy();
         config.seed = self.seed;
+        config.world.style = self.style;
+        config.image_init.clone_from(&self.init_from);
         config.threads = self.threads.unwrap_or_else(|| default_threads(&self.device));
         let overrides =
             [(Stage::Image, self.image_steps, self.image_batch), (Stage::Motion, self.motion_steps, self.motion_batch)];
@@ -103,7 +117,10 @@ pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
 
     let image = match args.stage {
         Stages::Both | Stages::Image => {
-            let init = init_image_model(&device);
+            let init = match &config.image_init {
+                Some(dir) => image_model_of(dir, &device)?,
+                None => init_image_model(&device),
+            };
             let (model, state) =
                 train_stage(&config, Stage::Image, init, &tokenizer, &args.out, args.resume, &device, &keep_going)?;
             report(&args, &config, &state)?;
@@ -112,6 +129,11 @@ pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
         Stages::Motion => finished_image_stage(&args, &config, &device)?,
     };
     if matches!(args.stage, Stages::Image) {
+        let folder = args.out.join("image-teacher");
+        write_folder_atomically(&folder, |staging| {
+            Ok(write_pipeline_folder(&image, config.prediction_type, PipelineKind::Image, staging)?)
+        })?;
+        eprintln!("wrote {} ({:.0} s this run)", folder.display(), started.elapsed().as_secs_f64());
         return Ok(());
     }
     let init = init_motion_model(&image, &preset::unet_config(true), &device)?;
@@ -120,7 +142,9 @@ pub fn run(args: TrainTeacherArgs) -> anyhow::Result<()> {
         train_stage(&config, Stage::Motion, init, &tokenizer, &args.out, resume, &device, &keep_going)?;
     report(&args, &config, &state)?;
     let folder = args.out.join("teacher");
-    write_folder_atomically(&folder, |staging| Ok(write_teacher_folder(&model, config.prediction_type, staging)?))?;
+    write_folder_atomically(&folder, |staging| {
+        Ok(write_pipeline_folder(&model, config.prediction_type, PipelineKind::Video, staging)?)
+    })?;
     eprintln!("wrote {} ({:.0} s this run)", folder.display(), started.elapsed().as_secs_f64());
     Ok(())
 }

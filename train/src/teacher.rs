@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use avdm_import::ClipTokenizer;
+use avdm_import::{ClipTokenizer, LoadOptions, load_pipeline};
 use avdm_model::clip::ClipTextTransformer;
 use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::repeat_per_frame;
@@ -93,6 +93,12 @@ pub struct TeacherConfig {
     pub prediction_type: PredictionType,
     pub image: StageConfig,
     pub motion: StageConfig,
+    /// A pipeline folder whose image model (text encoder and 2D UNet) the image stage starts
+    /// from instead of random weights; the text encoder then stays frozen, so the result is a
+    /// fine-tune of the same family (as SD1.5's community models are), usable as the 2D
+    /// teacher of a distillation of that folder (`models.teacher_2d`).
+    #[serde(default)]
+    pub image_init: Option<PathBuf>,
     /// CPU threads each step's batch is split over ([`crate::data_parallel`]); the gradient
     /// is the same up to float summation order.
     #[serde(default = "one_thread")]
@@ -122,6 +128,7 @@ impl TeacherConfig {
             prediction_type: PredictionType::VPrediction,
             image: stage(3000, 32),
             motion: stage(3000, 4),
+            image_init: None,
             threads: 1,
         }
     }
@@ -220,13 +227,29 @@ pub fn init_motion_model(image: &TextToVideo, config: &UNetConfig, device: &Devi
     Ok(TextToVideo { text_encoder: image.text_encoder.clone(), unet })
 }
 
-/// Marks what a stage trains: everything in the image stage, only the motion modules in the
-/// motion stage.
-pub fn set_trainable(model: TextToVideo, stage: Stage) -> TextToVideo {
+/// Marks what a stage trains: everything in the image stage (the UNet only when it starts
+/// from `config.image_init`), only the motion modules in the motion stage.
+pub fn set_trainable(model: TextToVideo, stage: Stage, config: &TeacherConfig) -> TextToVideo {
     match stage {
+        Stage::Image if config.image_init.is_some() => {
+            TextToVideo { text_encoder: model.text_encoder.no_grad(), unet: model.unet.set_require_grad(true) }
+        }
         Stage::Image => model.set_require_grad(true),
         Stage::Motion => model.no_grad().set_require_grad_group(ParamGroup::from_predicate("motion_modules"), true),
     }
+}
+
+/// The image model (text encoder and 2D UNet) of the toy pipeline folder `dir`.
+pub fn image_model_of(dir: &Path, device: &Device) -> Result<TextToVideo, TrainError> {
+    let loaded = load_pipeline(dir, None, &LoadOptions::default(), device)?;
+    let image = UNetConfig { motion: None, ..loaded.unet_config.clone() };
+    if image != preset::unet_config(false) {
+        return Err(TrainError::setting(
+            "image_init",
+            format!("{}: its UNet is not the toy preset's, so it cannot start the image stage", dir.display()),
+        ));
+    }
+    Ok(TextToVideo { text_encoder: loaded.pipeline.text_encoder, unet: loaded.pipeline.unet.without_motion_modules() })
 }
 
 /// `||target - model(sqrt(a_t) x0 + sqrt(1 - a_t) eps, t, text)||^2` averaged over all values,
@@ -348,7 +371,7 @@ pub fn train_stage(
     let settings = config.stage(stage).clone();
     let dir = stage_dir(run, stage);
     let schedule = stage.schedule();
-    let mut model = set_trainable(init, stage);
+    let mut model = set_trainable(init, stage, config);
     let mut optim = optimizer(&settings);
     let mut state = StageState { stage, step: 0, config: config.clone(), loss: f64::NAN, seconds: 0.0 };
     if resume && let Some(checkpoint) = Checkpoint::find(&dir) {
@@ -356,14 +379,15 @@ pub fn train_stage(
         let same_run = saved.stage == stage
             && saved.config.seed == config.seed
             && saved.config.world == config.world
-            && saved.config.prediction_type == config.prediction_type;
+            && saved.config.prediction_type == config.prediction_type
+            && saved.config.image_init == config.image_init;
         if !same_run {
             return Err(TrainError::Checkpoint {
                 path: checkpoint.dir().into(),
-                message: "was written by a run with another stage, seed, world or prediction type; resume it with the same settings or start a new run folder".into(),
+                message: "was written by a run with another stage, seed, world, prediction type or image init; resume it with the same settings or start a new run folder".into(),
             });
         }
-        model = set_trainable(checkpoint.module("model", model)?, stage);
+        model = set_trainable(checkpoint.module("model", model)?, stage, config);
         optim = checkpoint.optimizer("model", optim)?;
         eprintln!("resuming the {} stage at step {}", stage.name(), saved.step);
         state = StageState { config: config.clone(), ..saved };

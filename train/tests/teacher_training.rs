@@ -5,8 +5,8 @@ use std::path::Path;
 
 use avdm_import::ClipTokenizer;
 use avdm_train::teacher::{
-    Stage, StageState, TeacherConfig, TextToVideo, caption_ids, denoising_loss, init_image_model, init_motion_model,
-    stage_dir, step_data, train_stage,
+    Stage, StageState, TeacherConfig, TextToVideo, caption_ids, denoising_loss, image_model_of, init_image_model,
+    init_motion_model, stage_dir, step_data, train_stage,
 };
 use avdm_train::toy::preset;
 use avdm_train::toy::vocabulary::write_tokenizer;
@@ -145,4 +145,55 @@ fn the_video_unet_without_motion_modules_is_the_image_unet() {
     let got = stripped.forward_2d(x, t, text).unwrap();
     let diff = (expected - got).abs().max().into_scalar::<f32>();
     assert!(diff < 1e-6, "the 2D UNet inside the video UNet differs by {diff}");
+}
+
+/// A restyled image model (the toy's counterpart of an SD1.5 fine-tune): the image stage
+/// started from the shipped teacher's image model on the outline world trains its UNet only,
+/// and written as an image pipeline folder it is a 2D teacher the toy teacher's distillation
+/// accepts, queried with SD1.5's `scaled_linear` schedule.
+#[test]
+fn an_image_stage_from_the_shipped_teacher_fine_tunes_its_unet_into_a_2d_teacher() {
+    use avdm_import::{LoadOptions, load_pipeline};
+    use avdm_model::sched::BetaSchedule;
+    use avdm_train::distill::load_teacher_2d;
+    use avdm_train::distill_config::DistillConfig;
+    use avdm_train::toy::Style;
+    use avdm_train::toy::assets::{PipelineKind, default_assets_dir, write_pipeline_folder};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let tokenizer = tokenizer(tmp.path());
+    let teacher = default_assets_dir().join("teacher");
+    let mut config = config(2, 0);
+    config.world.style = Style::Outline;
+    config.image_init = Some(teacher.clone());
+    let init = image_model_of(&teacher, &device()).expect("the shipped teacher's image model");
+    let (model, _) = train(&config, Stage::Image, init.clone(), &tokenizer, tmp.path(), false);
+    let conv = |m: &TextToVideo| m.unet.down_blocks[0].resnets[0].conv1.weight.val();
+    assert!(max_diff(conv(&init), conv(&model)) > 0.0, "the UNet did not train");
+    let text = |m: &TextToVideo| m.text_encoder.final_layer_norm.gamma.val();
+    assert_eq!(max_diff(text(&init), text(&model)), 0.0, "the text encoder of the family changed");
+
+    let folder = tmp.path().join("image-teacher");
+    write_pipeline_folder(&model, config.prediction_type, PipelineKind::Image, &folder).expect("written");
+    let plain = Device::flex();
+    let video = load_pipeline(&teacher, None, &LoadOptions::default(), &plain).unwrap();
+    let distill = DistillConfig {
+        models: avdm_train::distill_config::ModelPaths { teacher_2d: Some(folder.clone()), ..Default::default() },
+        ..DistillConfig::toy()
+    };
+    let (unet, schedule) = load_teacher_2d(&distill, &video, &plain).expect("a 2D teacher of the toy teacher");
+    let unet = unet.expect("the folder's UNet");
+    assert!(!unet.has_motion_modules());
+    let weight = |u: &avdm_model::UNetMotionModel| u.down_blocks[0].resnets[0].conv1.weight.val();
+    assert_eq!(max_diff(weight(&unet), conv(&model).inner()), 0.0, "the written weights");
+    assert_eq!(schedule.beta_schedule, BetaSchedule::ScaledLinear, "queried with the image stage's schedule");
+    assert_eq!(schedule.prediction_type, config.prediction_type);
+
+    // A run folder with another init is not resumed as this one.
+    let other = TeacherConfig { image_init: None, ..config.clone() };
+    let err = train_stage(&other, Stage::Image, init, &tokenizer, tmp.path(), true, &device(), &|| true)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("image init"), "{err}");
 }

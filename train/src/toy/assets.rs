@@ -9,7 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use avdm_import::{ExportDtype, export_clip_text, export_unet_motion};
+use avdm_import::{ExportDtype, export_clip_text, export_unet_2d, export_unet_motion};
 use avdm_model::sched::PredictionType;
 use serde_json::json;
 
@@ -26,14 +26,19 @@ pub fn default_assets_dir() -> PathBuf {
     if local.is_dir() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/toy") }
 }
 
-/// The scheduler config of the toy video teacher: DDIM over AnimateDiff's schedule, for a model
-/// that outputs `prediction_type`.
-pub fn scheduler_config(prediction_type: PredictionType) -> serde_json::Value {
+/// The scheduler config of a toy pipeline: DDIM over the schedule its model was trained on
+/// (AnimateDiff's `linear` betas for the video model, SD1.5's `scaled_linear` for the image
+/// model), for a model that outputs `prediction_type`.
+pub fn scheduler_config(prediction_type: PredictionType, kind: PipelineKind) -> serde_json::Value {
+    let beta_schedule = match kind {
+        PipelineKind::Video => "linear",
+        PipelineKind::Image => "scaled_linear",
+    };
     json!({
         "_class_name": "DDIMScheduler",
         "_diffusers_version": avdm_import::export::DIFFUSERS_VERSION,
         "beta_end": 0.012,
-        "beta_schedule": "linear",
+        "beta_schedule": beta_schedule,
         "beta_start": 0.00085,
         "clip_sample": false,
         "num_train_timesteps": 1000,
@@ -44,22 +49,34 @@ pub fn scheduler_config(prediction_type: PredictionType) -> serde_json::Value {
     })
 }
 
+/// What a toy pipeline folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineKind {
+    /// The video teacher: an AnimateDiff-style folder (`UNetMotionModel`).
+    Video,
+    /// An image model: a Stable-Diffusion-style folder (`UNet2DConditionModel`), e.g. a 2D
+    /// teacher (`models.teacher_2d`).
+    Image,
+}
+
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), TrainError> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
     fs::write(path, text).map_err(TrainError::io(path))
 }
 
-/// Writes the video teacher as a pipeline folder at `dir` (which must not exist), through a
-/// temporary folder so that a failure leaves nothing behind.
-pub fn write_teacher_folder(
+/// Writes `model` as a toy pipeline folder of `kind` at `dir` (which must not exist): the
+/// video teacher, or the image model (its 2D UNet) as a Stable-Diffusion-style folder; through
+/// a temporary folder, so that a failure leaves nothing behind.
+pub fn write_pipeline_folder(
     model: &TextToVideo,
     prediction_type: PredictionType,
+    kind: PipelineKind,
     dir: &Path,
 ) -> Result<(), TrainError> {
     if dir.exists() {
         return Err(TrainError::setting(
             "out",
-            format!("{} exists; the teacher folder is never overwritten", dir.display()),
+            format!("{} exists; a pipeline folder is never overwritten", dir.display()),
         ));
     }
     let staging = sibling(dir, ".writing");
@@ -67,23 +84,39 @@ pub fn write_teacher_folder(
         fs::remove_dir_all(&staging).map_err(TrainError::io(&staging))?;
     }
     fs::create_dir_all(&staging).map_err(TrainError::io(&staging))?;
-    let index = json!({
-        "_class_name": "AnimateDiffPipeline",
+    let (pipeline, unet) = match kind {
+        PipelineKind::Video => ("AnimateDiffPipeline", "UNetMotionModel"),
+        PipelineKind::Image => ("StableDiffusionPipeline", "UNet2DConditionModel"),
+    };
+    let mut index = json!({
+        "_class_name": pipeline,
         "_diffusers_version": avdm_import::export::DIFFUSERS_VERSION,
         "feature_extractor": [null, null],
         "image_encoder": [null, null],
-        "motion_adapter": [null, null],
         "scheduler": ["diffusers", "DDIMScheduler"],
         "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
-        "unet": ["diffusers", "UNetMotionModel"],
+        "unet": ["diffusers", unet],
         "vae": [null, null],
     });
+    match kind {
+        PipelineKind::Video => index["motion_adapter"] = json!([null, null]),
+        PipelineKind::Image => {
+            index["safety_checker"] = json!([null, null]);
+            index["requires_safety_checker"] = json!(false);
+        }
+    }
     write_json(&staging.join("model_index.json"), &index)?;
-    export_unet_motion(&model.unet, &preset::unet_config(true), &staging.join("unet"), ExportDtype::F32)?;
+    let unet_dir = staging.join("unet");
+    match kind {
+        PipelineKind::Video => {
+            export_unet_motion(&model.unet, &preset::unet_config(true), &unet_dir, ExportDtype::F32)?
+        }
+        PipelineKind::Image => export_unet_2d(&model.unet, &preset::unet_config(false), &unet_dir, ExportDtype::F32)?,
+    };
     export_clip_text(&model.text_encoder, &preset::text_config(), &staging.join("text_encoder"), ExportDtype::F32)?;
     write_tokenizer(&staging.join("tokenizer")).map_err(TrainError::io(staging.join("tokenizer")))?;
     fs::create_dir_all(staging.join("scheduler")).map_err(TrainError::io(staging.join("scheduler")))?;
-    write_json(&staging.join("scheduler").join("scheduler_config.json"), &scheduler_config(prediction_type))?;
+    write_json(&staging.join("scheduler").join("scheduler_config.json"), &scheduler_config(prediction_type, kind))?;
     fs::rename(&staging, dir).map_err(TrainError::io(dir))
 }

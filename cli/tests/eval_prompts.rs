@@ -90,7 +90,10 @@ fn eval_samples_a_prompt_set_against_its_reference_videos() {
     let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
     let (model, real) = (json["rows"][0]["diversity"].as_f64(), json["rows"][0]["diversity_real"].as_f64());
     assert!(model.unwrap() > 0.0 && real.unwrap() > 0.0, "{}", json["rows"][0]);
-    assert!(fs::read_to_string(out.join("eval.md")).unwrap().contains("diversity (real)"));
+    let markdown = fs::read_to_string(out.join("eval.md")).unwrap();
+    assert!(markdown.contains("diversity (real)") && markdown.contains("| outline |"), "{markdown}");
+    let outline = json["rows"][0]["outline"].as_f64().expect("the style probe's reading");
+    assert!((0.0..=1.0).contains(&outline), "a fraction of the clips: {outline}");
 
     // The toy judge reads toy captions only.
     fs::write(&table, "caption\na cat playing the piano\n").unwrap();

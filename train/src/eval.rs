@@ -20,6 +20,7 @@ use crate::judge::Judge;
 use crate::metrics::{Gaussian, frame_change, frechet_distance, prompt_diversity};
 use crate::progress::Progress;
 use crate::teacher::caption_ids;
+use crate::toy::style::{Style, style_accuracy};
 use crate::toy::world::{Attributes, ClipSpec, Split, ToyWorld};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -93,6 +94,10 @@ pub struct EvalRow {
     pub diversity: Option<f64>,
     #[serde(default)]
     pub diversity_real: Option<f64>,
+    /// Fraction of clips the style probe reads as drawn in outline (hollow shapes): the look of
+    /// a restyled 2D teacher ([`crate::toy::style`]); the toy teacher's world is filled.
+    #[serde(default)]
+    pub outline: Option<f64>,
     pub seconds_per_clip: f64,
 }
 
@@ -370,20 +375,25 @@ pub fn evaluate(
         flicker_real: reference.flicker,
         diversity: prompt_diversity(&features, &prompt_keys(attributes_of(&specs))),
         diversity_real: reference.diversity,
+        outline: None,
         seconds_per_clip: seconds / specs.len().max(1) as f64,
     };
-    Ok((row, Tensor::cat(clips, 0)))
+    let clips = Tensor::cat(clips, 0);
+    let values = clips.to_data().convert::<f32>().try_to_vec::<f32>().expect("f32 clips");
+    let (frames, size) = (settings.world.frames, settings.world.size);
+    let row = EvalRow { outline: Some(style_accuracy(&values, frames, size, Style::Outline)), ..row };
+    Ok((row, clips))
 }
 
 /// The rows as a Markdown table.
 pub fn markdown_table(rows: &[EvalRow], real_accuracy: f64) -> String {
     let mut out = String::from(
-        "| model | steps | CFG | NFE | clips | Fréchet (real floor) | prompt acc. | shape / colour / direction | all 3 | flicker (real) | diversity (real) | s/clip |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| model | steps | CFG | NFE | clips | Fréchet (real floor) | prompt acc. | shape / colour / direction | all 3 | flicker (real) | diversity (real) | outline | s/clip |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let [s, c, d] = r.attribute_accuracy;
         out += &format!(
-            "| {} | {} | {} | {} | {} | {:.3} ({:.3}) | {:.3} | {:.2} / {:.2} / {:.2} | {:.3} | {:.4} ({:.4}) | {} ({}) | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {:.3} ({:.3}) | {:.3} | {:.2} / {:.2} / {:.2} | {:.3} | {:.4} ({:.4}) | {} ({}) | {} | {:.2} |\n",
             r.name,
             r.steps,
             r.guidance.map_or("-".into(), |g| format!("{g}")),
@@ -400,6 +410,7 @@ pub fn markdown_table(rows: &[EvalRow], real_accuracy: f64) -> String {
             r.flicker_real,
             r.diversity.map_or("-".into(), |d| format!("{d:.3}")),
             r.diversity_real.map_or("-".into(), |d| format!("{d:.3}")),
+            r.outline.map_or("-".into(), |o| format!("{o:.2}")),
             r.seconds_per_clip
         );
     }

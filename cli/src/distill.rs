@@ -41,6 +41,11 @@ pub struct DistillArgs {
     /// Clips per row of the toy eval (overrides the config's eval.clips; 0: no eval).
     #[arg(long)]
     eval_clips: Option<usize>,
+    /// A 2D teacher pipeline folder (overrides the config's models.teacher_2d): another image
+    /// model of the teacher's family, whose look the student takes (style transfer), e.g. the
+    /// `image-teacher/` of `avdm train-teacher --stage image --init-from ...`.
+    #[arg(long)]
+    teacher_2d: Option<PathBuf>,
     /// Threads each update's batch is split over (default: all cores on the CPU, 1 on a GPU;
     /// overrides the config).
     #[arg(long)]
@@ -77,6 +82,9 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
     config.steps = args.steps.unwrap_or(config.steps);
     config.loss.losses = args.losses.unwrap_or(config.loss.losses);
     config.eval.clips = args.eval_clips.unwrap_or(config.eval.clips);
+    if let Some(dir) = &args.teacher_2d {
+        config.models.teacher_2d = Some(dir.clone());
+    }
     config.dtype = args.dtype.unwrap_or(config.dtype);
     let first_device = args.device.split(',').next().unwrap_or_default().trim();
     config.threads = args.threads.unwrap_or_else(|| default_threads(first_device));

@@ -132,6 +132,45 @@ fn distill_runs_on_the_shipped_teacher_and_refuses_bad_inputs() {
     assert_fails(&["distill", "--device", "cpu,tpu", "--out", path(&tmp.path().join("tpu"))], "tpu");
 }
 
+/// Style transfer's commands: a restyled image model fine-tuned from the shipped teacher on
+/// the outline world becomes the 2D teacher of a distillation.
+#[test]
+fn a_restyled_image_model_is_the_2d_teacher_of_a_distillation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (restyled, run) = (tmp.path().join("outline"), tmp.path().join("run"));
+    let teacher = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/toy/teacher");
+    let train = [
+        "train-teacher",
+        "--stage",
+        "image",
+        "--style",
+        "outline",
+        "--init-from",
+        teacher,
+        "--image-steps",
+        "2",
+        "--image-batch",
+        "2",
+        "--out",
+        path(&restyled),
+    ];
+    let (ok, stderr) = avdm(&train);
+    assert!(ok, "{stderr}");
+    let image_teacher = restyled.join("image-teacher");
+    let index = fs::read_to_string(image_teacher.join("model_index.json")).unwrap();
+    assert!(index.contains("StableDiffusionPipeline") && index.contains("UNet2DConditionModel"), "{index}");
+    let out = Command::new(env!("CARGO_BIN_EXE_avdm"))
+        .args(["distill", "--teacher-2d", path(&image_teacher), "--out", path(&run), "--dry-run"])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(plan.contains(path(&image_teacher)), "the plan names the 2D teacher:\n{plan}");
+    assert_fails(&["train-teacher", "--style", "hollow", "--out", path(&run)], "filled, outline");
+    let absent = tmp.path().join("absent");
+    assert_fails(&["distill", "--teacher-2d", path(&absent), "--out", path(&run), "--dry-run"], "absent");
+}
+
 #[test]
 fn distill_trains_in_bf16_and_resumes_only_in_it() {
     let tmp = tempfile::tempdir().unwrap();

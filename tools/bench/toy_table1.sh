@@ -48,13 +48,5 @@ gifs=("$OUT/teacher/ddim-50.gif" "$OUT/teacher/ddim-25.gif" "$OUT/teacher/ddim-4
 for losses in adm-sdm2d adm-only adm-sdm-video sdm-only; do
     gifs+=("$OUT/eval-$losses/student-4.gif")
 done
-inputs=() graph="" rows=""
-for i in "${!gifs[@]}"; do
-    inputs+=(-i "${gifs[$i]}")
-    graph+="[$i]split[a$i][b$i];[a$i]crop=32:32:0:0,tile=8x1[x$i];[b$i]crop=32:32:32:32,tile=8x1[y$i];"
-    graph+="[x$i][y$i]hstack[r$i];"
-    rows+="[r$i]"
-done
-ffmpeg -v error -y "${inputs[@]}" -filter_complex "${graph}${rows}vstack=inputs=${#gifs[@]},scale=iw*2:ih*2:flags=neighbor" \
-    -frames:v 1 "$OUT/fig4.png"
+tools/bench/filmstrip.sh "$OUT/fig4.png" "${gifs[@]}"
 echo "wrote $OUT/table1.md and $OUT/fig4.png"

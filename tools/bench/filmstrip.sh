@@ -16,5 +16,7 @@ for gif in "$@"; do
     rows+="[r$i]"
     i=$((i + 1))
 done
-ffmpeg -v error -y "${inputs[@]}" -filter_complex "${graph}${rows}vstack=inputs=$#,scale=iw*2:ih*2:flags=neighbor" \
+stack="vstack=inputs=$#,"
+if [ $# -eq 1 ]; then stack=""; fi
+ffmpeg -v error -y "${inputs[@]}" -filter_complex "${graph}${rows}${stack}scale=iw*2:ih*2:flags=neighbor" \
     -frames:v 1 "$out"

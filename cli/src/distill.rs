@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use avdm_model::precision::Precision;
-use avdm_train::dashboard::Dashboard;
-use avdm_train::distill::distill;
-use avdm_train::distill_config::{DistillConfig, Losses};
-use avdm_train::distill_eval::final_table;
-use avdm_train::distill_plan::plan;
+use avdm_train::distill::config::{DistillConfig, Losses};
+use avdm_train::distill::eval::final_table;
+use avdm_train::distill::plan::plan;
+use avdm_train::distill::run::distill;
+use avdm_train::monitor::dashboard::Dashboard;
 use burn::prelude::Device;
 use clap::Args;
 

@@ -12,11 +12,11 @@ use avdm_model::pipeline::Sampler;
 use avdm_model::precision::Precision;
 use avdm_model::sched::{DdimConfig, StudentConfig, VideoSchedule};
 use avdm_train::data::prompt_set::{PromptCsv, PromptSet};
-use avdm_train::eval::{
+use avdm_train::eval::judge::Judge;
+use avdm_train::eval::toy::{
     EvalSettings, ddim_sampler, evaluate, markdown_table, real_reference, real_reference_from_videos, student_sampler,
     write_grid,
 };
-use avdm_train::judge::Judge;
 use avdm_train::toy::assets::default_assets_dir;
 use avdm_train::toy::world::Attributes;
 use clap::{Args, ValueEnum};

@@ -12,12 +12,12 @@ use avdm_import::{AdapterSource, LoadOptions, load_pipeline, load_vae};
 use avdm_train::data::cache_reader::CacheReader;
 use avdm_train::data::dataset::video_files;
 use avdm_train::data::prompt_set::PromptSet;
-use avdm_train::eval::{batch_seed, sample_videos};
-use avdm_train::metrics::clip_score::ClipScorer;
-use avdm_train::metrics::fvd::FVD_FRAMES;
-use avdm_train::standard_eval::{
+use avdm_train::eval::standard::{
     StandardAccumulator, StandardMeasures, StandardRow, cache_features, read_fvd_video, real_features, standard_table,
 };
+use avdm_train::eval::toy::{batch_seed, sample_videos};
+use avdm_train::metrics::clip_score::ClipScorer;
+use avdm_train::metrics::fvd::FVD_FRAMES;
 use burn::prelude::*;
 
 use crate::device::{configure_dtype, parse_device};

@@ -11,7 +11,7 @@ use avdm_model::noise::NoiseSource;
 use avdm_model::pipeline::Sampler;
 use avdm_model::precision::Precision;
 use avdm_model::sched::{DdimConfig, DdimScheduler, StudentConfig, VideoSchedule};
-use avdm_train::eval::student_sampler;
+use avdm_train::eval::toy::student_sampler;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;

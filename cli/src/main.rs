@@ -2,9 +2,6 @@
 
 mod allocator;
 mod bench;
-mod bench_distill;
-mod bench_generation;
-mod bench_load;
 mod cache;
 mod convert;
 mod cuda_probe;
@@ -16,8 +13,6 @@ mod generate;
 mod inspect;
 mod interrupt;
 mod output;
-mod parity_check;
-mod peak_memory;
 mod ranks;
 mod train_judge;
 mod train_teacher;

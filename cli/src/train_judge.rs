@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use avdm_train::eval::{EvalSettings, real_accuracy};
-use avdm_train::judge::{JudgeTraining, train_judge};
+use avdm_train::eval::judge::{JudgeTraining, train_judge};
+use avdm_train::eval::toy::{EvalSettings, real_accuracy};
 use burn::module::Module;
 use clap::Args;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use avdm_train::distill_config::DistillConfig;
+use avdm_train::distill::config::DistillConfig;
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")

@@ -30,7 +30,7 @@ use crate::data_parallel::{sharded_gradients, split};
 use crate::error::TrainError;
 use crate::grad_norm::clip_global_norm;
 use crate::lr_schedule::warmup_cosine;
-use crate::progress::Progress;
+use crate::monitor::progress::Progress;
 use crate::toy::preset;
 use crate::toy::world::{ClipSpec, Split, ToyWorld};
 

@@ -69,7 +69,7 @@ fn motion_modules_mix_the_frames() {
 
 #[test]
 fn the_discriminator_head_reads_three_scales_and_passes_gradients_to_the_clip() {
-    use avdm_train::discriminator::{DiscriminatorHead, HeadConfig, generator_loss, logits};
+    use avdm_train::method::discriminator::{DiscriminatorHead, HeadConfig, generator_loss, logits};
     use burn::module::Module;
     let device = Device::flex().autodiff();
     let teacher = UNetMotionModel::new(&preset::unet_config(true), &device).no_grad();
@@ -90,8 +90,8 @@ fn the_discriminator_head_reads_three_scales_and_passes_gradients_to_the_clip() 
 #[test]
 fn a_few_head_steps_tell_real_from_generated_clips() {
     use avdm_model::sched::NoiseSchedule;
-    use avdm_train::adm::{AdmTimesteps, Judged, discriminator_adm_loss};
-    use avdm_train::discriminator::{DiscriminatorHead, HeadConfig};
+    use avdm_train::method::adm::{AdmTimesteps, Judged, discriminator_adm_loss};
+    use avdm_train::method::discriminator::{DiscriminatorHead, HeadConfig};
     use avdm_train::toy::world::{Split, ToyWorld};
     use burn::module::Module;
     use burn::optim::{AdamWConfig, GradientsParams};

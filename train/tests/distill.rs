@@ -7,10 +7,10 @@ use std::path::Path;
 use avdm_import::{LoadOptions, load_pipeline};
 use avdm_model::sched::{BetaSchedule, PredictionType, VideoSchedule};
 use avdm_train::checkpoint::Checkpoint;
-use avdm_train::discriminator::HeadConfig;
-use avdm_train::distill::{DistillState, distill, load_teacher_2d};
-use avdm_train::distill_config::DistillConfig;
+use avdm_train::distill::config::DistillConfig;
+use avdm_train::distill::run::{DistillState, distill, load_teacher_2d};
 use avdm_train::error::TrainError;
+use avdm_train::method::discriminator::HeadConfig;
 use burn::prelude::*;
 
 mod resume;
@@ -201,7 +201,7 @@ fn a_resumed_run_with_the_toy_presets_settings_is_exact() {
     resume::assert_resume_is_exact(|steps| {
         let mut c = preset(steps);
         c.fake_score.lora_rank = 2;
-        c.loss.losses = avdm_train::distill_config::Losses::AdmSdmVideo;
+        c.loss.losses = avdm_train::distill::config::Losses::AdmSdmVideo;
         c
     });
 }

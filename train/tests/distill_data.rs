@@ -15,11 +15,11 @@ use avdm_train::data::cache_reader::CacheReader;
 use avdm_train::data::clip_frames::ClipSampling;
 use avdm_train::data::dataset::DatasetSource;
 use avdm_train::data::latent_cache::{CacheEncoders, CacheSettings, build_cache};
-use avdm_train::discriminator::HeadConfig;
-use avdm_train::distill::distill;
-use avdm_train::distill_config::DistillConfig;
-use avdm_train::distill_data::{DataConfig, DistillData, StepData, TeacherInput};
+use avdm_train::distill::config::DistillConfig;
+use avdm_train::distill::data::{DataConfig, DistillData, StepData, TeacherInput};
+use avdm_train::distill::run::distill;
 use avdm_train::error::TrainError;
+use avdm_train::method::discriminator::HeadConfig;
 use avdm_train::toy::assets::default_assets_dir;
 use burn::prelude::*;
 
@@ -76,7 +76,7 @@ fn assert_rank_shares_are_the_batch_rows(
     let device = Device::flex();
     let whole = data.iteration(config, step, 0..2, embed, &device).unwrap().data;
     let shares = [0..1, 1..2].map(|rows| data.iteration(config, step, rows, embed, &device).unwrap().data);
-    let cat = |pick: &dyn Fn(&avdm_train::learner::IterationData) -> Tensor<5>| {
+    let cat = |pick: &dyn Fn(&avdm_train::distill::learner::IterationData) -> Tensor<5>| {
         values(Tensor::cat(shares.iter().map(pick).collect(), 0))
     };
     for k in 0..whole.real.len() {
@@ -124,7 +124,7 @@ fn a_run_trains_on_the_clips_and_text_of_a_latent_cache() {
     }
     let again = step(3).data;
     assert_eq!(values(again.real[1].clips.clone()), values(first.real[1].clips.clone()), "a step's draws vary");
-    let draws = |d: &avdm_train::learner::IterationData| values(d.real[0].clips.clone());
+    let draws = |d: &avdm_train::distill::learner::IterationData| values(d.real[0].clips.clone());
     assert!((4..8).any(|s| draws(&step(s).data) != draws(&first)), "every step draws the same clips");
 
     let state =

@@ -3,10 +3,12 @@
 
 use avdm_import::ClipTokenizer;
 use avdm_model::sched::{NoiseSchedule, PredictionType, StudentConfig, StudentSampler};
-use avdm_train::discriminator::HeadConfig;
-use avdm_train::distill_config::{DistillConfig, Losses};
-use avdm_train::fake_score::trained_values;
-use avdm_train::learner::{FrozenReplica, IterationData, Learner, Networks, Optimizers, Parameterisation, RealBatch};
+use avdm_train::distill::config::{DistillConfig, Losses};
+use avdm_train::distill::learner::{
+    FrozenReplica, IterationData, Learner, Networks, Optimizers, Parameterisation, RealBatch,
+};
+use avdm_train::method::discriminator::HeadConfig;
+use avdm_train::method::fake_score::{FakeScoreInit, trained_values};
 use avdm_train::teacher::{TextToVideo, caption_ids, init_image_model, init_motion_model};
 use avdm_train::toy::preset;
 use avdm_train::toy::vocabulary::write_tokenizer;
@@ -220,4 +222,29 @@ fn a_lora_fake_score_starts_as_the_2d_teacher_and_trains_its_adapters_only() {
     assert!(max_diff(to_q(&nets.fake_score), to_q(&nets.teacher_2d)) > 0.0, "the adapters moved");
     assert_eq!(max_diff(conv(&nets.fake_score), conv(&nets.teacher_2d)), 0.0, "non-targets stay the teacher's");
     assert_eq!(max_diff(to_q(&full.teacher_2d), to_q(&nets.teacher_2d)), 0.0, "the 2D teacher is untouched");
+}
+
+#[test]
+fn with_a_swapped_2d_teacher_the_fake_score_starts_as_the_setting_says() {
+    let fixture = Fixture::new();
+    let device = &fixture.device;
+    // Another image model of the family: the teacher's 2D UNet with one weight changed.
+    let own_2d = fixture.video.unet.without_motion_modules();
+    let mut swapped = own_2d.clone();
+    let conv = |u: &avdm_model::UNetMotionModel| u.down_blocks[0].resnets[0].conv1.weight.val();
+    swapped.down_blocks[0].resnets[0].conv1.weight =
+        swapped.down_blocks[0].resnets[0].conv1.weight.clone().map(|w| w + 0.5);
+    let networks = |init| {
+        let mut config = config(Losses::AdmSdm2d);
+        config.fake_score.init = init;
+        let (text, unet) = (fixture.video.text_encoder.clone(), fixture.video.unet.clone());
+        Networks::new(text, unet, Some(swapped.clone()), &config, device)
+    };
+    let paper = networks(FakeScoreInit::Teacher2d);
+    assert_eq!(max_diff(conv(&paper.fake_score), conv(&swapped)), 0.0, "the paper's: the 2D teacher");
+    assert_eq!(max_diff(conv(&paper.teacher_2d), conv(&swapped)), 0.0);
+    let student = networks(FakeScoreInit::Student);
+    assert_eq!(max_diff(conv(&student.fake_score), conv(&own_2d)), 0.0, "the student's own 2D UNet");
+    assert_eq!(max_diff(conv(&student.teacher_2d), conv(&swapped)), 0.0, "the real score is still the swapped one");
+    assert!(student.fake_score.num_params() < fixture.video.unet.num_params(), "a 2D UNet, without motion modules");
 }

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use avdm_import::keys::avdm_to_diffusers;
 use avdm_import::{TensorSet, apply::apply_tensors};
-use avdm_train::distill::RunSetup;
-use avdm_train::distill_config::{DistillConfig, Losses};
+use avdm_train::distill::config::{DistillConfig, Losses};
+use avdm_train::distill::learner::{IterationData, Learner, Networks, Optimizers, RealBatch};
+use avdm_train::distill::run::RunSetup;
+use avdm_train::distill::sample_streams::{Draws, RecordedDraws};
 use avdm_train::grad_norm::global_norm;
-use avdm_train::learner::{IterationData, Learner, Networks, Optimizers, RealBatch};
-use avdm_train::sample_streams::{Draws, RecordedDraws};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;

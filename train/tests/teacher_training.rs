@@ -155,8 +155,8 @@ fn the_video_unet_without_motion_modules_is_the_image_unet() {
 fn an_image_stage_from_the_shipped_teacher_fine_tunes_its_unet_into_a_2d_teacher() {
     use avdm_import::{LoadOptions, load_pipeline};
     use avdm_model::sched::BetaSchedule;
-    use avdm_train::distill::load_teacher_2d;
-    use avdm_train::distill_config::DistillConfig;
+    use avdm_train::distill::config::DistillConfig;
+    use avdm_train::distill::run::load_teacher_2d;
     use avdm_train::toy::Style;
     use avdm_train::toy::assets::{PipelineKind, default_assets_dir, write_pipeline_folder};
 
@@ -178,7 +178,7 @@ fn an_image_stage_from_the_shipped_teacher_fine_tunes_its_unet_into_a_2d_teacher
     let plain = Device::flex();
     let video = load_pipeline(&teacher, None, &LoadOptions::default(), &plain).unwrap();
     let distill = DistillConfig {
-        models: avdm_train::distill_config::ModelPaths { teacher_2d: Some(folder.clone()), ..Default::default() },
+        models: avdm_train::distill::config::ModelPaths { teacher_2d: Some(folder.clone()), ..Default::default() },
         ..DistillConfig::toy()
     };
     let (unet, schedule) = load_teacher_2d(&distill, &video, &plain).expect("a 2D teacher of the toy teacher");

@@ -5,7 +5,7 @@
 
 use super::buckets::broadcast_parameters;
 use super::collective::{ClusterError, Collective};
-use crate::learner::Networks;
+use crate::distill::learner::Networks;
 
 /// Checks that this rank's `settings` (the resolved config as TOML) and `step` are rank 0's,
 /// failing on every rank when one differs (the differing rank names what differs).

@@ -24,7 +24,7 @@ use super::decode::{Clip, read_clip};
 use super::parallel_decode::decode_in_order;
 use crate::checkpoint::{sibling, write_file_atomically};
 use crate::error::TrainError;
-use crate::progress::Progress;
+use crate::monitor::progress::Progress;
 use crate::teacher::caption_ids;
 
 pub const INDEX: &str = "index.json";

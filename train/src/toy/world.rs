@@ -378,7 +378,7 @@ mod tests {
     fn the_shipped_judge_agrees_with_captions_and_centroids() {
         let device = Device::flex();
         let dir = crate::toy::assets::default_assets_dir().join("judge");
-        let judge = crate::judge::Judge::load(&dir, &device).expect("the shipped judge (assets/toy/judge)");
+        let judge = crate::eval::judge::Judge::load(&dir, &device).expect("the shipped judge (assets/toy/judge)");
         let world = ToyWorld::default();
         let specs: Vec<ClipSpec> = (0..96).map(|i| world.spec(11, Split::Eval, i)).collect();
         let (_, predictions) = judge.predict(world.render_batch(&specs, &device));

@@ -4,15 +4,15 @@
 use std::path::Path;
 
 use avdm_train::checkpoint::Checkpoint;
-use avdm_train::distill::{DistillState, distill};
-use avdm_train::distill_config::DistillConfig;
+use avdm_train::distill::config::DistillConfig;
+use avdm_train::distill::run::{DistillState, distill};
 use burn::prelude::*;
 
 /// Every parameter of a run's checkpointed networks, by name, as bits; then the same after one
 /// more AdamW step of each network with its checkpointed optimizer and the parameters' own
 /// values as gradients, which differs wherever an optimizer state (moments, step count) does.
 fn checkpointed(out: &Path) -> Vec<(String, Vec<u32>)> {
-    use avdm_train::learner::Optimizers;
+    use avdm_train::distill::learner::Optimizers;
     use burn::module::{Module, ModuleVisitor, Param};
     use burn::optim::GradientsParams;
     use burn::store::ModuleSnapshot;
@@ -38,7 +38,7 @@ fn checkpointed(out: &Path) -> Vec<(String, Vec<u32>)> {
     let device = Device::flex().autodiff();
     let checkpoint = Checkpoint::find(&out.join("checkpoint")).unwrap();
     let config: DistillConfig = checkpoint.state::<DistillState>().unwrap().config;
-    let fresh = avdm_train::distill::RunSetup::load(&config, &device).unwrap().nets;
+    let fresh = avdm_train::distill::run::RunSetup::load(&config, &device).unwrap().nets;
     let optim = Optimizers::new(&config.optim);
     let mut all = Vec::new();
     let optimizer = |name, o| checkpoint.optimizer(name, o).unwrap();

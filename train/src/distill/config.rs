@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use avdm_model::sched::{StudentConfig, VideoSchedule};
 use serde::{Deserialize, Serialize};
 
-use crate::adm::AdmTimesteps;
+use crate::method::adm::AdmTimesteps;
 use avdm_model::precision::Precision;
 
-use crate::discriminator::HeadConfig;
-use crate::distill_data::DataConfig;
+use crate::distill::data::DataConfig;
 use crate::error::TrainError;
-use crate::fake_score::FakeScoreConfig;
+use crate::method::discriminator::HeadConfig;
+use crate::method::fake_score::FakeScoreConfig;
 
 /// Which losses train the student: the method and the paper's ablations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -372,7 +372,7 @@ mod tests {
     /// defaults are the paper's numbers.
     #[test]
     fn the_shipped_animatediff_config_is_the_paper_run() {
-        let shipped: DistillConfig = toml::from_str(include_str!("../../configs/animatediff.toml")).unwrap();
+        let shipped: DistillConfig = toml::from_str(include_str!("../../../configs/animatediff.toml")).unwrap();
         shipped.validate().unwrap();
         let models = ModelPaths {
             teacher: Some("models/realistic-vision-v5-1".into()),

@@ -13,14 +13,14 @@ use avdm_model::pipeline::{Sampler, VideoPipeline};
 use burn::prelude::*;
 
 use crate::checkpoint::write_file_atomically;
-use crate::distill::teacher_folder;
-use crate::distill_config::DistillConfig;
+use crate::distill::config::DistillConfig;
+use crate::distill::run::teacher_folder;
 use crate::error::TrainError;
-use crate::eval::{
+use crate::eval::judge::Judge;
+use crate::eval::toy::{
     EvalRow, EvalSettings, RealReference, ddim_sampler, evaluate, markdown_table, real_reference, student_sampler,
     write_grid,
 };
-use crate::judge::Judge;
 use crate::toy::assets::default_assets_dir;
 
 /// The judge, the real reference and the settings of a run's toy eval.

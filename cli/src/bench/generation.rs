@@ -12,7 +12,7 @@ use avdm_model::precision::{Precision, with_float_dtype};
 use avdm_model::sched::{DdimConfig, StudentConfig, VideoSchedule};
 use avdm_model::vae::{AutoencoderKL, VaeConfig};
 use avdm_model::{UNetConfig, UNetMotionModel};
-use avdm_train::eval::{ddim_sampler, sample_videos, student_sampler};
+use avdm_train::eval::toy::{ddim_sampler, sample_videos, student_sampler};
 use avdm_train::toy::assets::default_assets_dir;
 use burn::prelude::*;
 use burn::tensor::FloatDType;

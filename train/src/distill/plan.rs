@@ -12,12 +12,12 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use crate::distill::RunSetup;
-use crate::distill_config::DistillConfig;
-use crate::distill_data::DistillData;
+use crate::distill::config::DistillConfig;
+use crate::distill::data::DistillData;
+use crate::distill::param_groups::values_by_module;
+use crate::distill::run::RunSetup;
 use crate::error::TrainError;
-use crate::fake_score::trained_values;
-use crate::param_groups::values_by_module;
+use crate::method::fake_score::trained_values;
 
 /// A network's schedule as the plan shows it.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,7 @@
 //!
 //! Real and generated clips are noised with the video teacher's schedule to timesteps drawn
 //! from `[t_min, t_max]` (the paper: `[0, 0.5T]`) and judged by the
-//! [discriminator](crate::discriminator) (frozen teacher encoder + trainable head). The
+//! [discriminator](crate::method::discriminator) (frozen teacher encoder + trainable head). The
 //! discriminator learns real from generated; the generator gets the non-saturating loss,
 //! whose gradient reaches it through the noised clip.
 
@@ -12,7 +12,7 @@ use avdm_model::unet::InputError;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::discriminator::{DiscriminatorHead, accuracy, discriminator_loss, generator_loss, logits};
+use crate::method::discriminator::{DiscriminatorHead, accuracy, discriminator_loss, generator_loss, logits};
 
 /// The timestep range of the noised clips, inclusive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //!
 //! Run folder: `config.toml` (the resolved settings), `metrics.jsonl` (one
 //! [`IterationReport`] per line), `checkpoint/` (student, fake score and head with their
-//! optimizers, and the step), `plots/` (every metric over the iterations, [`crate::plots`],
+//! optimizers, and the step), `plots/` (every metric over the iterations, [`crate::monitor::plots`],
 //! written with each checkpoint), `student/` (the result, diffusers layout). In a multi-process
 //! run ([`crate::cluster`]) rank 0 writes them all; the other ranks read the checkpoint to
 //! resume and write only `skipped-rank<N>.txt` (the unreadable rows of their share).
@@ -24,14 +24,14 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{Checkpoint, CheckpointWriter, replace_folder, sibling, write_file_atomically};
 use crate::cluster::Collective;
 use crate::cluster::start::{agree_on_start, take_lead_parameters};
-use crate::distill_config::{DistillConfig, EvalConfig};
-use crate::distill_data::{DistillData, TeacherInput};
-use crate::distill_eval::{ToyEval, append_row, with_unet};
-use crate::ema::{ema_start, ema_update};
+use crate::distill::config::{DistillConfig, EvalConfig};
+use crate::distill::data::{DistillData, TeacherInput};
+use crate::distill::ema::{ema_start, ema_update};
+use crate::distill::eval::{ToyEval, append_row, with_unet};
+use crate::distill::learner::{FrozenReplica, IterationReport, Learner, Networks, Optimizers, Parameterisation};
 use crate::error::TrainError;
-use crate::eval::student_sampler;
-use crate::learner::{FrozenReplica, IterationReport, Learner, Networks, Optimizers, Parameterisation};
-use crate::plots::write_plots;
+use crate::eval::toy::student_sampler;
+use crate::monitor::plots::write_plots;
 use crate::toy::assets::default_assets_dir;
 use burn::prelude::*;
 
@@ -262,7 +262,7 @@ fn copy_folder(from: &Path, to: &Path, skip: &[&str]) -> Result<(), TrainError> 
 }
 
 /// What a run loads and resolves before its first step, for [`distill`] and its dry run
-/// ([`crate::distill_plan`]).
+/// ([`crate::distill::plan`]).
 pub struct RunSetup {
     pub teacher_dir: PathBuf,
     pub loaded: LoadedPipeline,

@@ -20,20 +20,20 @@ use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
-use crate::adm::{Judged, discriminator_adm_loss, generator_adm_loss};
-use crate::backward_sim::backward_simulation;
 use crate::cluster::buckets::{BUCKET, sum_gradients};
 use crate::cluster::{Collective, rank_rows};
 use crate::data_parallel::{Shard, ShardedGradients, parallel_map, sharded_gradients, split_rows};
-use crate::discriminator::DiscriminatorHead;
-use crate::distill_config::{DistillConfig, Losses, OptimConfig};
+use crate::distill::config::{DistillConfig, Losses, OptimConfig};
+use crate::distill::param_groups::split_by_module;
+use crate::distill::sample_streams::{Draws, Purpose, SampleStreams};
 use crate::error::TrainError;
-use crate::fake_score::fake_score;
 use crate::grad_norm::clip_global_norm;
-use crate::param_groups::split_by_module;
+use crate::method::adm::{Judged, discriminator_adm_loss, generator_adm_loss};
+use crate::method::backward_sim::backward_simulation;
+use crate::method::discriminator::DiscriminatorHead;
+use crate::method::fake_score::{FakeScoreInit, fake_score};
+use crate::method::sdm::{dmd_loss, pick_frames};
 use crate::rekey::rekeyed;
-use crate::sample_streams::{Draws, Purpose, SampleStreams};
-use crate::sdm::{dmd_loss, pick_frames};
 use crate::teacher::caption_ids;
 
 /// How a network is queried: its noise schedule and what it predicts.
@@ -80,8 +80,8 @@ pub struct Networks {
 impl Networks {
     /// The networks of a distillation of `teacher` (on an autodiff device): the student is a
     /// re-keyed copy of the teacher; the 2D teacher is `teacher_2d` or the teacher's own 2D
-    /// UNet (sharing its weights); the fake score is made from the 2D teacher (the video
-    /// teacher for the video-SDM ablation) as `config.fake_score` says; the head is new (its
+    /// UNet (sharing its weights); the fake score is made from the 2D teacher or the student's
+    /// 2D UNet (the video teacher for the video-SDM ablation) as `config.fake_score` says; the head is new (its
     /// init drawn from the seed).
     pub fn new(
         text_encoder: ClipTextTransformer,
@@ -92,11 +92,15 @@ impl Networks {
     ) -> Self {
         let teacher = teacher.no_grad();
         let teacher_2d = teacher_2d.unwrap_or_else(|| teacher.without_motion_modules()).no_grad();
-        let fake_from = if config.loss.losses == Losses::AdmSdmVideo { &teacher } else { &teacher_2d };
+        let fake_from = match (config.loss.losses, config.fake_score.init) {
+            (Losses::AdmSdmVideo, _) => teacher.clone(),
+            (_, FakeScoreInit::Teacher2d) => teacher_2d.clone(),
+            (_, FakeScoreInit::Student) => teacher.without_motion_modules(),
+        };
         Self {
             text_encoder: text_encoder.no_grad(),
             student: rekeyed(&teacher).set_require_grad_group(ParamGroup::all(), true),
-            fake_score: fake_score(fake_from, &config.fake_score, config.seed ^ 0xFA4E, device),
+            fake_score: fake_score(&fake_from, &config.fake_score, config.seed ^ 0xFA4E, device),
             head: DiscriminatorHead::new(&teacher, &config.head, config.seed, device),
             teacher,
             teacher_2d,
@@ -148,7 +152,7 @@ impl Optimizers {
     }
 }
 
-/// The data of one iteration ([`crate::distill_data`]): prompts for the generator and
+/// The data of one iteration ([`crate::distill::data`]): prompts for the generator and
 /// captioned real clips for the discriminator (one batch per discriminator update).
 pub struct IterationData {
     /// The prompts' text embeddings `(B, T, D)`, without autodiff.

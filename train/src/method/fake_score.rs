@@ -1,5 +1,6 @@
 //! The fake score's initial network: a full copy of its base (the 2D teacher, or the video
-//! teacher for the video-SDM ablation), every weight trained, as DMD2 and the paper do; or
+//! teacher for the video-SDM ablation; or, with a swapped 2D teacher, the student's own 2D
+//! UNet, see [`FakeScoreInit`]), every weight trained, as DMD2 and the paper do; or
 //! LoRA on the frozen base (Burn's reparameterisation: `W + alpha / r * A B` on the attention
 //! projections `to_q`, `to_k`, `to_v`, `to_out`, diffusers' usual LoRA targets), which trains
 //! a small fraction of the weights and shares the base's storage.
@@ -20,6 +21,24 @@ pub struct FakeScoreConfig {
     pub lora_rank: usize,
     /// The LoRA update is scaled by `lora_alpha / lora_rank`; `None`: `lora_alpha = lora_rank`.
     pub lora_alpha: Option<f64>,
+    /// The network the 2D fake score starts from.
+    pub init: FakeScoreInit,
+}
+
+/// The network the 2D fake score starts from. The two differ only when the 2D teacher is
+/// swapped (`models.teacher_2d`, style transfer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FakeScoreInit {
+    /// The 2D teacher (the paper, DMD2): the SDM gradient starts at zero and grows as the fake
+    /// score learns the student's frames.
+    #[default]
+    #[serde(rename = "teacher-2d")]
+    Teacher2d,
+    /// The student's own 2D UNet (the video teacher's, without motion modules): the model of the
+    /// student's frames at the start, so the gradient towards a swapped 2D teacher is there from
+    /// the first update.
+    Student,
 }
 
 /// Parameter paths LoRA adapts: the attention projections' weights.

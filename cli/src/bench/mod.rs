@@ -1,10 +1,16 @@
 //! `avdm bench`: timings on the chosen device, each the median of `--repeat` runs after one
 //! warm-up: the UNetMotionModel forward (and forward + backward) at tiny size (the shipped toy
 //! teacher's UNet) and full size (SD1.5 + motion adapter v1-5-2, random weights), text-to-video
-//! end to end ([`crate::bench_generation`]), and one
-//! distillation iteration of each size ([`crate::bench_distill`]).
+//! end to end ([`crate::bench::generation`]), and one
+//! distillation iteration of each size ([`crate::bench::distill`]).
 //! `tools/bench/bench_diffusers.py` times diffusers on the same shapes for the ratio.
 //! Every row also gives its peak memory (host resident set; the device allocator's reservation).
+
+mod distill;
+mod generation;
+mod load;
+mod parity_check;
+mod peak_memory;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -20,13 +26,13 @@ use burn::tensor::Distribution;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::bench_distill::DistillStep;
-use crate::bench_generation::Generation;
-use crate::bench_load::time_load;
+use self::distill::DistillStep;
+use self::generation::Generation;
+use self::load::time_load;
+use self::parity_check::{TOLERANCE, tiny_unet_parity};
+use self::peak_memory::{PeakMemory, peak, reset_peak};
 use crate::device::{configure_dtype, parse_device};
 use crate::output::write_json_atomically;
-use crate::parity_check::{TOLERANCE, tiny_unet_parity};
-use crate::peak_memory::{PeakMemory, peak, reset_peak};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]

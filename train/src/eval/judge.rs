@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 use crate::lr_schedule::warmup_cosine;
-use crate::progress::Progress;
+use crate::monitor::progress::Progress;
 use crate::toy::world::{ATTRIBUTE_CLASSES, Attributes, ClipSpec, Split, ToyWorld};
 
 /// Width of the judge's feature vector.

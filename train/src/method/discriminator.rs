@@ -187,7 +187,7 @@ mod tests {
         let teacher = UNetMotionModel::new(&crate::toy::preset::unet_config(true), &device);
         let head = DiscriminatorHead::new(&teacher, &HeadConfig { channels: 8, groups: 4 }, 0, &device);
         let constant = head.clone().no_grad();
-        assert_eq!(crate::fake_score::trained_values(&constant), 0);
-        assert_eq!(crate::fake_score::trained_values(&head), head.num_params());
+        assert_eq!(crate::method::fake_score::trained_values(&constant), 0);
+        assert_eq!(crate::method::fake_score::trained_values(&head), head.num_params());
     }
 }

@@ -18,8 +18,8 @@ use burn::train::metric::{
 use burn::train::renderer::tui::TuiMetricsRendererWrapper;
 use burn::train::renderer::{MetricState, MetricsRenderer, MetricsRendererTraining};
 
-use crate::learner::IterationReport;
-use crate::progress::Progress;
+use crate::distill::learner::IterationReport;
+use crate::monitor::progress::Progress;
 
 /// `(name, higher is better)` of every metric, in the order of [`metric_values`].
 pub const METRICS: [(&str, bool); 13] = [

@@ -20,9 +20,9 @@ use crate::data::dataset::{DatasetSource, VideoDataset};
 use crate::data::decode::{Clip, read_clip};
 use crate::data::latent_cache::clip_latents;
 use crate::data::parallel_decode::decode_in_order;
-use crate::distill_config::DistillConfig;
+use crate::distill::config::DistillConfig;
+use crate::distill::learner::{IterationData, RealBatch};
 use crate::error::TrainError;
-use crate::learner::{IterationData, RealBatch};
 use crate::toy::world::{Split, ToyWorld};
 
 /// The data of a run.

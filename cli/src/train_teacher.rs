@@ -39,8 +39,8 @@ pub struct TrainTeacherArgs {
     /// Which stages to run; `motion` needs a finished image stage in the run folder.
     #[arg(long, value_enum, default_value = "both")]
     stage: Stages,
-    /// How the toy world draws its shapes: `filled` (the shipped teacher's world) or
-    /// `outline` (hollow shapes: a restyled world for a restyled image model).
+    /// How the toy world draws its shapes: `filled` (the shipped teacher's world), `outline`
+    /// (hollow shapes) or `grey` (on a grey backdrop): restyled worlds for restyled image models.
     #[arg(long, default_value = "filled")]
     style: Style,
     /// Start the image stage from this pipeline folder's image model (text encoder and 2D

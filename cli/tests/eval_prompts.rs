@@ -91,9 +91,10 @@ fn eval_samples_a_prompt_set_against_its_reference_videos() {
     let (model, real) = (json["rows"][0]["diversity"].as_f64(), json["rows"][0]["diversity_real"].as_f64());
     assert!(model.unwrap() > 0.0 && real.unwrap() > 0.0, "{}", json["rows"][0]);
     let markdown = fs::read_to_string(out.join("eval.md")).unwrap();
-    assert!(markdown.contains("diversity (real)") && markdown.contains("| outline |"), "{markdown}");
-    let outline = json["rows"][0]["outline"].as_f64().expect("the style probe's reading");
-    assert!((0.0..=1.0).contains(&outline), "a fraction of the clips: {outline}");
+    assert!(markdown.contains("diversity (real)") && markdown.contains("| style |"), "{markdown}");
+    let style = json["rows"][0]["style"].as_object().expect("the style probe's reading");
+    let fractions: Vec<f64> = ["filled", "outline", "grey"].iter().map(|s| style[*s].as_f64().unwrap()).collect();
+    assert!((fractions.iter().sum::<f64>() - 1.0).abs() < 1e-9, "fractions of the clips: {style:?}");
 
     // The toy judge reads toy captions only.
     fs::write(&table, "caption\na cat playing the piano\n").unwrap();

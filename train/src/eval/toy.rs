@@ -2,6 +2,7 @@
 //! features against real clips (with the real-vs-real floor), prompt accuracy of the judge on
 //! the prompted attributes, temporal flicker against real clips, NFE and seconds per clip.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use std::path::Path;
@@ -20,7 +21,7 @@ use crate::eval::judge::Judge;
 use crate::metrics::{Gaussian, frame_change, frechet_distance, prompt_diversity};
 use crate::monitor::progress::Progress;
 use crate::teacher::caption_ids;
-use crate::toy::style::{Style, style_accuracy};
+use crate::toy::style::{Style, style_fractions};
 use crate::toy::world::{Attributes, ClipSpec, Split, ToyWorld};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -94,10 +95,10 @@ pub struct EvalRow {
     pub diversity: Option<f64>,
     #[serde(default)]
     pub diversity_real: Option<f64>,
-    /// Fraction of clips the style probe reads as drawn in outline (hollow shapes): the look of
-    /// a restyled 2D teacher ([`crate::toy::style`]); the toy teacher's world is filled.
+    /// Fraction of clips the style probe reads as drawn in each style ([`crate::toy::style`]):
+    /// the toy teacher's world is filled; the look of a restyled 2D teacher is another.
     #[serde(default)]
-    pub outline: Option<f64>,
+    pub style: Option<BTreeMap<Style, f64>>,
     pub seconds_per_clip: f64,
 }
 
@@ -375,20 +376,28 @@ pub fn evaluate(
         flicker_real: reference.flicker,
         diversity: prompt_diversity(&features, &prompt_keys(attributes_of(&specs))),
         diversity_real: reference.diversity,
-        outline: None,
+        style: None,
         seconds_per_clip: seconds / specs.len().max(1) as f64,
     };
     let clips = Tensor::cat(clips, 0);
     let values = clips.to_data().convert::<f32>().try_to_vec::<f32>().expect("f32 clips");
     let (frames, size) = (settings.world.frames, settings.world.size);
-    let row = EvalRow { outline: Some(style_accuracy(&values, frames, size, Style::Outline)), ..row };
+    let row = EvalRow { style: Some(style_fractions(&values, frames, size)), ..row };
     Ok((row, clips))
+}
+
+/// The style most clips are drawn in and its fraction, as `filled 0.96`.
+fn style_cell(fractions: &BTreeMap<Style, f64>) -> String {
+    fractions
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or("-".into(), |(style, fraction)| format!("{} {fraction:.2}", style.name()))
 }
 
 /// The rows as a Markdown table.
 pub fn markdown_table(rows: &[EvalRow], real_accuracy: f64) -> String {
     let mut out = String::from(
-        "| model | steps | CFG | NFE | clips | Fréchet (real floor) | prompt acc. | shape / colour / direction | all 3 | flicker (real) | diversity (real) | outline | s/clip |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| model | steps | CFG | NFE | clips | Fréchet (real floor) | prompt acc. | shape / colour / direction | all 3 | flicker (real) | diversity (real) | style | s/clip |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let [s, c, d] = r.attribute_accuracy;
@@ -410,7 +419,7 @@ pub fn markdown_table(rows: &[EvalRow], real_accuracy: f64) -> String {
             r.flicker_real,
             r.diversity.map_or("-".into(), |d| format!("{d:.3}")),
             r.diversity_real.map_or("-".into(), |d| format!("{d:.3}")),
-            r.outline.map_or("-".into(), |o| format!("{o:.2}")),
+            r.style.as_ref().map_or("-".into(), style_cell),
             r.seconds_per_clip
         );
     }

@@ -2,31 +2,55 @@
 //! counterpart of an image model's look (the paper's Fig. 5 swaps the 2D teacher for another
 //! fine-tune of the same family, and the student takes its look).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// How the shapes are drawn.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Style {
-    /// Solid shapes (the toy teacher's world).
+    /// Solid shapes on black (the toy teacher's world).
     #[default]
     Filled,
-    /// Hollow shapes: an edge [`OUTLINE`] pixels wide.
+    /// Hollow shapes on black: an edge [`OUTLINE`] pixels wide.
     Outline,
+    /// Solid shapes on a grey backdrop ([`BACKDROP`]): a change of palette that touches every
+    /// pixel of a frame.
+    Grey,
 }
 
 /// Width in pixels of an [`Style::Outline`] shape's edge.
 pub const OUTLINE: f32 = 1.5;
 
+/// The value, in `[-1, 1]`, of every channel of the [`Style::Grey`] backdrop (30 % grey).
+pub const BACKDROP: f32 = -0.4;
+
+impl Style {
+    pub const ALL: [Style; 3] = [Style::Filled, Style::Outline, Style::Grey];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Filled => "filled",
+            Self::Outline => "outline",
+            Self::Grey => "grey",
+        }
+    }
+
+    /// The value, in `[-1, 1]`, of every channel of the background.
+    pub fn background(self) -> f32 {
+        if self == Self::Grey { BACKDROP } else { -1.0 }
+    }
+}
+
 impl std::str::FromStr for Style {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "filled" => Ok(Self::Filled),
-            "outline" => Ok(Self::Outline),
-            _ => Err(format!("{s:?} is not a style (filled, outline)")),
-        }
+        Self::ALL.into_iter().find(|style| style.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|style| style.name()).collect();
+            format!("{s:?} is not a style ({})", names.join(", "))
+        })
     }
 }
 
@@ -34,18 +58,29 @@ impl std::str::FromStr for Style {
 /// is at most half as bright.
 const SHAPE_LEVEL: f32 = 0.7;
 
-/// The style a clip `(3, F, S, S)` in `[-1, 1]` looks drawn in: per frame, the 3x3 pixels
-/// around the centre of the shape's bright pixels hold a dark one in a hollow shape and none
-/// in a solid one; the majority of frames decides (a frame without a shape counts as neither).
+/// A clip whose median brightness (in `[0, 1]`) is above this has a lit backdrop: the grey
+/// one is at 0.3, black at 0.
+const BACKDROP_LEVEL: f32 = 0.15;
+
+/// The style a clip `(3, F, S, S)` in `[-1, 1]` looks drawn in. A clip whose median pixel is
+/// lit is on the grey backdrop. Otherwise, per frame, the 3x3 pixels around the centre of the
+/// shape's bright pixels hold a dark one in a hollow shape and none in a solid one, and the
+/// majority of frames decides (a frame without a shape counts as neither).
 pub fn style_of(clip: &[f32], frames: usize, size: usize) -> Style {
     let plane = size * size;
     assert_eq!(clip.len(), 3 * frames * plane, "a (3, {frames}, {size}, {size}) clip");
+    // Brightness in [0, 1]: the brightest channel.
+    let brightness =
+        |f: usize, p: usize| (0..3).map(|c| (clip[(c * frames + f) * plane + p] + 1.0) / 2.0).fold(0.0, f32::max);
+    let mut all: Vec<f32> =
+        (0..frames).flat_map(|f| (0..plane).map(move |p| (f, p))).map(|(f, p)| brightness(f, p)).collect();
+    let middle = all.len() / 2;
+    if *all.select_nth_unstable_by(middle, f32::total_cmp).1 > BACKDROP_LEVEL {
+        return Style::Grey;
+    }
     let mut hollow = 0i64;
     for f in 0..frames {
-        // Brightness in [0, 1]: the brightest channel.
-        let bright: Vec<f32> = (0..plane)
-            .map(|p| (0..3).map(|c| (clip[(c * frames + f) * plane + p] + 1.0) / 2.0).fold(0.0, f32::max))
-            .collect();
+        let bright: Vec<f32> = (0..plane).map(|p| brightness(f, p)).collect();
         let peak = bright.iter().copied().fold(0.0, f32::max);
         if peak < 0.25 {
             continue;
@@ -72,12 +107,12 @@ pub fn style_of(clip: &[f32], frames: usize, size: usize) -> Style {
     if hollow > 0 { Style::Outline } else { Style::Filled }
 }
 
-/// The fraction of `clips (N, 3, F, S, S)` (flattened) that look drawn in `style`.
-pub fn style_accuracy(clips: &[f32], frames: usize, size: usize, style: Style) -> f64 {
+/// The fraction of `clips (N, 3, F, S, S)` (flattened) that look drawn in each style.
+pub fn style_fractions(clips: &[f32], frames: usize, size: usize) -> BTreeMap<Style, f64> {
     let len = 3 * frames * size * size;
-    let n = clips.len() / len.max(1);
-    let hits = clips.chunks_exact(len).filter(|clip| style_of(clip, frames, size) == style).count();
-    hits as f64 / n.max(1) as f64
+    let read: Vec<Style> = clips.chunks_exact(len).map(|clip| style_of(clip, frames, size)).collect();
+    let n = read.len().max(1) as f64;
+    Style::ALL.into_iter().map(|style| (style, read.iter().filter(|&&s| s == style).count() as f64 / n)).collect()
 }
 
 #[cfg(test)]
@@ -87,14 +122,36 @@ mod tests {
 
     #[test]
     fn the_probe_tells_the_styles_apart_on_real_clips() {
-        for style in [Style::Filled, Style::Outline] {
+        for style in Style::ALL {
             let world = ToyWorld { style, ..ToyWorld::default() };
             let clips: Vec<f32> = (0..96).flat_map(|i| world.render(&world.spec(3, Split::Eval, i))).collect();
-            let (frames, size) = (world.frames, world.size);
-            assert_eq!(style_accuracy(&clips, frames, size, style), 1.0, "{style:?}");
+            let fractions = style_fractions(&clips, world.frames, world.size);
+            for (other, fraction) in fractions {
+                assert_eq!(fraction, if other == style { 1.0 } else { 0.0 }, "{style:?} clips read as {other:?}");
+            }
         }
         assert_eq!("outline".parse::<Style>(), Ok(Style::Outline));
-        assert!("hollow".parse::<Style>().unwrap_err().contains("filled, outline"));
+        assert_eq!("grey".parse::<Style>(), Ok(Style::Grey));
+        assert!("hollow".parse::<Style>().unwrap_err().contains("filled, outline, grey"));
+    }
+
+    #[test]
+    fn a_grey_world_is_the_filled_world_on_a_grey_backdrop() {
+        let filled = ToyWorld::default();
+        let grey = ToyWorld { style: Style::Grey, ..filled };
+        let plane = filled.frames * filled.size * filled.size;
+        for i in 0..12 {
+            let spec = filled.spec(0, Split::Eval, i);
+            let (a, b) = (filled.render(&spec), grey.render(&spec));
+            for p in 0..plane {
+                let lit_on_black = (0..3).any(|c| a[c * plane + p] != -1.0);
+                let lit_on_grey = (0..3).any(|c| b[c * plane + p] != BACKDROP);
+                assert_eq!(lit_on_black, lit_on_grey, "clip {i}, pixel {p}: the same pixels are drawn");
+            }
+            // Inside the shape (opacity 1) the colour is the same on either background.
+            let full = |v: &[f32]| v.iter().filter(|&&x| x == 1.0).count();
+            assert_eq!(full(&a), full(&b), "clip {i}");
+        }
     }
 
     #[test]

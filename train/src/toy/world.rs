@@ -191,7 +191,8 @@ impl ToyWorld {
     pub fn render(&self, spec: &ClipSpec) -> Vec<f32> {
         let (frames, size) = (self.frames, self.size);
         let colour = COLOURS[spec.attributes.colour].1;
-        let mut out = vec![-1.0f32; 3 * frames * size * size];
+        let background = self.style.background();
+        let mut out = vec![background; 3 * frames * size * size];
         let inv = 1.0 / (SUPERSAMPLE * SUPERSAMPLE) as f32;
         let reach = spec.radius + self.trail + 1.0;
         for f in 0..frames {
@@ -213,7 +214,8 @@ impl ToyWorld {
                         continue;
                     }
                     for (c, value) in colour.iter().enumerate() {
-                        out[((c * frames + f) * size + y) * size + x] = -1.0 + opacity * inv * (value + 1.0);
+                        out[((c * frames + f) * size + y) * size + x] =
+                            background + opacity * inv * (value - background);
                     }
                 }
             }
@@ -239,7 +241,7 @@ impl ToyWorld {
     /// outline not inside the shape [`OUTLINE`] pixels smaller.
     fn covers(&self, spec: &ClipSpec, x: f32, y: f32) -> bool {
         let (shape, r) = (spec.attributes.shape, spec.radius);
-        inside(shape, x, y, r) && (self.style == Style::Filled || !inside(shape, x, y, r - OUTLINE))
+        inside(shape, x, y, r) && (self.style != Style::Outline || !inside(shape, x, y, r - OUTLINE))
     }
 
     /// `n` clips of the split starting at `index`: `(n, 3, F, H, W)` in `[-1, 1]` and their specs.

@@ -133,18 +133,19 @@ fn distill_runs_on_the_shipped_teacher_and_refuses_bad_inputs() {
 }
 
 /// Style transfer's commands: a restyled image model fine-tuned from the shipped teacher on
-/// the outline world becomes the 2D teacher of a distillation.
+/// the grey world becomes the 2D teacher of a distillation, its fake score started as the
+/// paper's or from the student.
 #[test]
 fn a_restyled_image_model_is_the_2d_teacher_of_a_distillation() {
     let tmp = tempfile::tempdir().unwrap();
-    let (restyled, run) = (tmp.path().join("outline"), tmp.path().join("run"));
+    let (restyled, run) = (tmp.path().join("grey"), tmp.path().join("run"));
     let teacher = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/toy/teacher");
     let train = [
         "train-teacher",
         "--stage",
         "image",
         "--style",
-        "outline",
+        "grey",
         "--init-from",
         teacher,
         "--image-steps",
@@ -166,7 +167,18 @@ fn a_restyled_image_model_is_the_2d_teacher_of_a_distillation() {
     let plan = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(plan.contains(path(&image_teacher)), "the plan names the 2D teacher:\n{plan}");
-    assert_fails(&["train-teacher", "--style", "hollow", "--out", path(&run)], "filled, outline");
+    assert!(plan.contains("the fake score trains on the same range, from the 2D teacher"), "{plan}");
+    let config = tmp.path().join("student-init.toml");
+    let toml = format!("[models]\nteacher_2d = {:?}\n\n[fake_score]\ninit = \"student\"\n", path(&image_teacher));
+    fs::write(&config, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_avdm"))
+        .args(["distill", "--config", path(&config), "--out", path(&run), "--dry-run"])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(plan.contains("from the student's own 2D UNet"), "{plan}");
+    assert_fails(&["train-teacher", "--style", "hollow", "--out", path(&run)], "filled, outline, grey");
     let absent = tmp.path().join("absent");
     assert_fails(&["distill", "--teacher-2d", path(&absent), "--out", path(&run), "--dry-run"], "absent");
 }

@@ -17,7 +17,7 @@ use crate::distill::data::DistillData;
 use crate::distill::param_groups::values_by_module;
 use crate::distill::run::RunSetup;
 use crate::error::TrainError;
-use crate::method::fake_score::trained_values;
+use crate::method::fake_score::{FakeScoreInit, trained_values};
 
 /// A network's schedule as the plan shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,8 +190,15 @@ impl fmt::Display for Plan {
         writeln!(f, "ADM                t in [{}, {}] on the video schedule", c.adm.t_min, c.adm.t_max)?;
         writeln!(
             f,
-            "SDM                {} frames per clip, t in [{}, {}], real-score guidance {}; the fake score trains on the same range",
-            c.sdm.frames, c.sdm.t_min, c.sdm.t_max, c.sdm.guidance
+            "SDM                {} frames per clip, t in [{}, {}], real-score guidance {}; the fake score trains on the same range, from {}",
+            c.sdm.frames,
+            c.sdm.t_min,
+            c.sdm.t_max,
+            c.sdm.guidance,
+            match c.fake_score.init {
+                FakeScoreInit::Teacher2d => "the 2D teacher",
+                FakeScoreInit::Student => "the student's own 2D UNet",
+            }
         )?;
         writeln!(
             f,

@@ -10,8 +10,10 @@
 #    frozen) fine-tuned for 1500 steps on the restyled world (`grey`: shapes on a grey
 #    backdrop; `outline`: hollow shapes), written as an image pipeline folder
 #    ($OUT/$STYLE/image-teacher).
-# 2. Two students of the shipped teacher with the toy preset, differing only in the 2D teacher:
-#    its own 2D UNet (the method), and the restyled one (`--teacher-2d`).
+# 2. Two students of the shipped teacher with the toy preset but 50 updates (the student of the
+#    restyled teacher takes the look by then and loses shapes and motion after: book,
+#    "Style transfer"), differing only in the 2D teacher: its own 2D UNet (the method), and
+#    the restyled one (`--teacher-2d`).
 # 3. The teacher (DDIM 25, CFG 3) and both students measured by `avdm eval` on the same clips;
 #    the `style` column is the style probe's reading (the look most clips are drawn in, and
 #    the fraction of clips drawn in it).
@@ -39,7 +41,7 @@ for name in own "$STYLE"; do
         rm -rf "$OUT/distill-$name"
         extra=()
         if [ "$name" = "$STYLE" ]; then extra=(--teacher-2d "$OUT/$STYLE/image-teacher"); fi
-        "$AVDM" distill --eval-clips 0 --out "$OUT/distill-$name" "${extra[@]}"
+        "$AVDM" distill --steps 50 --eval-clips 0 --out "$OUT/distill-$name" "${extra[@]}"
     fi
     "$AVDM" eval --model "$OUT/distill-$name/student" --sampler student --clips "$CLIPS" --out "$OUT/eval-$name"
 done

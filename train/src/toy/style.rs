@@ -60,22 +60,37 @@ const SHAPE_LEVEL: f32 = 0.7;
 
 /// A clip whose median brightness (in `[0, 1]`) is above this has a lit backdrop: the grey
 /// one is at 0.3, black at 0.
-const BACKDROP_LEVEL: f32 = 0.15;
+const BACKDROP_LEVEL: f32 = 0.1;
+
+/// ... if the backdrop is smooth: the median brightness step between neighbouring pixels is
+/// below this (0 on a drawn backdrop, about 0.03 on a student's; 0.14 on the coloured noise of
+/// an unfinished sample, which is no backdrop).
+const BACKDROP_GRAIN: f32 = 0.08;
+
+/// The median of `values` (reordered).
+fn median(values: &mut [f32]) -> f32 {
+    let middle = values.len() / 2;
+    *values.select_nth_unstable_by(middle, f32::total_cmp).1
+}
 
 /// The style a clip `(3, F, S, S)` in `[-1, 1]` looks drawn in. A clip whose median pixel is
-/// lit is on the grey backdrop. Otherwise, per frame, the 3x3 pixels around the centre of the
-/// shape's bright pixels hold a dark one in a hollow shape and none in a solid one, and the
-/// majority of frames decides (a frame without a shape counts as neither).
+/// lit, on a smooth backdrop, is on the grey backdrop. Otherwise, per frame, the 3x3 pixels
+/// around the centre of the shape's bright pixels hold a dark one in a hollow shape and none
+/// in a solid one, and the majority of frames decides (a frame without a shape counts as
+/// neither).
 pub fn style_of(clip: &[f32], frames: usize, size: usize) -> Style {
     let plane = size * size;
     assert_eq!(clip.len(), 3 * frames * plane, "a (3, {frames}, {size}, {size}) clip");
     // Brightness in [0, 1]: the brightest channel.
     let brightness =
         |f: usize, p: usize| (0..3).map(|c| (clip[(c * frames + f) * plane + p] + 1.0) / 2.0).fold(0.0, f32::max);
-    let mut all: Vec<f32> =
-        (0..frames).flat_map(|f| (0..plane).map(move |p| (f, p))).map(|(f, p)| brightness(f, p)).collect();
-    let middle = all.len() / 2;
-    if *all.select_nth_unstable_by(middle, f32::total_cmp).1 > BACKDROP_LEVEL {
+    let pixels = || (0..frames).flat_map(|f| (0..plane).map(move |p| (f, p)));
+    let mut level: Vec<f32> = pixels().map(|(f, p)| brightness(f, p)).collect();
+    let mut grain: Vec<f32> = pixels()
+        .filter(|(_, p)| p % size + 1 < size)
+        .map(|(f, p)| (brightness(f, p) - brightness(f, p + 1)).abs())
+        .collect();
+    if median(&mut level) > BACKDROP_LEVEL && median(&mut grain) < BACKDROP_GRAIN {
         return Style::Grey;
     }
     let mut hollow = 0i64;
@@ -130,6 +145,15 @@ mod tests {
                 assert_eq!(fraction, if other == style { 1.0 } else { 0.0 }, "{style:?} clips read as {other:?}");
             }
         }
+        // Coloured noise (an unfinished sample) is lit but has no backdrop.
+        let mut state = 1u64;
+        let noise: Vec<f32> = (0..3 * 8 * 32 * 32)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect();
+        assert_ne!(style_of(&noise, 8, 32), Style::Grey);
         assert_eq!("outline".parse::<Style>(), Ok(Style::Outline));
         assert_eq!("grey".parse::<Style>(), Ok(Style::Grey));
         assert!("hollow".parse::<Style>().unwrap_err().contains("filled, outline, grey"));

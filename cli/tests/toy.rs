@@ -11,6 +11,13 @@ fn avdm(args: &[&str]) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// The plan `avdm distill --dry-run` prints for `args` (which must succeed).
+fn dry_run_plan(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_avdm")).args(["distill", "--dry-run"]).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into()
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")
 }
@@ -160,23 +167,13 @@ fn a_restyled_image_model_is_the_2d_teacher_of_a_distillation() {
     let image_teacher = restyled.join("image-teacher");
     let index = fs::read_to_string(image_teacher.join("model_index.json")).unwrap();
     assert!(index.contains("StableDiffusionPipeline") && index.contains("UNet2DConditionModel"), "{index}");
-    let out = Command::new(env!("CARGO_BIN_EXE_avdm"))
-        .args(["distill", "--teacher-2d", path(&image_teacher), "--out", path(&run), "--dry-run"])
-        .output()
-        .unwrap();
-    let plan = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan = dry_run_plan(&["--teacher-2d", path(&image_teacher), "--out", path(&run)]);
     assert!(plan.contains(path(&image_teacher)), "the plan names the 2D teacher:\n{plan}");
     assert!(plan.contains("the fake score trains on the same range, from the 2D teacher"), "{plan}");
     let config = tmp.path().join("student-init.toml");
     let toml = format!("[models]\nteacher_2d = {:?}\n\n[fake_score]\ninit = \"student\"\n", path(&image_teacher));
     fs::write(&config, toml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_avdm"))
-        .args(["distill", "--config", path(&config), "--out", path(&run), "--dry-run"])
-        .output()
-        .unwrap();
-    let plan = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan = dry_run_plan(&["--config", path(&config), "--out", path(&run)]);
     assert!(plan.contains("from the student's own 2D UNet"), "{plan}");
     assert_fails(&["train-teacher", "--style", "hollow", "--out", path(&run)], "filled, outline, grey");
     let absent = tmp.path().join("absent");

@@ -5,7 +5,7 @@ use avdm_import::ClipTokenizer;
 use avdm_model::sched::{NoiseSchedule, PredictionType, StudentConfig, StudentSampler};
 use avdm_train::distill::config::{DistillConfig, Losses};
 use avdm_train::distill::learner::{
-    FrozenReplica, IterationData, Learner, Networks, Optimizers, Parameterisation, RealBatch,
+    FakeScoreBase, FrozenReplica, IterationData, Learner, Networks, Optimizers, Parameterisation, RealBatch,
 };
 use avdm_train::method::discriminator::HeadConfig;
 use avdm_train::method::fake_score::{FakeScoreInit, trained_values};
@@ -247,4 +247,8 @@ fn with_a_swapped_2d_teacher_the_fake_score_starts_as_the_setting_says() {
     assert_eq!(max_diff(conv(&student.fake_score), conv(&own_2d)), 0.0, "the student's own 2D UNet");
     assert_eq!(max_diff(conv(&student.teacher_2d), conv(&swapped)), 0.0, "the real score is still the swapped one");
     assert!(student.fake_score.num_params() < fixture.video.unet.num_params(), "a 2D UNet, without motion modules");
+    // The video-SDM ablation's fake score is a video model whatever the setting.
+    let mut video_sdm = config(Losses::AdmSdmVideo);
+    video_sdm.fake_score.init = FakeScoreInit::Student;
+    assert_eq!(FakeScoreBase::of(&video_sdm), FakeScoreBase::VideoTeacher);
 }

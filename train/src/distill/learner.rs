@@ -80,9 +80,9 @@ pub struct Networks {
 impl Networks {
     /// The networks of a distillation of `teacher` (on an autodiff device): the student is a
     /// re-keyed copy of the teacher; the 2D teacher is `teacher_2d` or the teacher's own 2D
-    /// UNet (sharing its weights); the fake score is made from the 2D teacher or the student's
-    /// 2D UNet (the video teacher for the video-SDM ablation) as `config.fake_score` says; the head is new (its
-    /// init drawn from the seed).
+    /// UNet (sharing its weights); the fake score is made from [`FakeScoreBase::of`] the config,
+    /// a full copy or LoRA as `config.fake_score` says; the head is new (its init drawn from the
+    /// seed).
     pub fn new(
         text_encoder: ClipTextTransformer,
         teacher: UNetMotionModel,
@@ -92,10 +92,10 @@ impl Networks {
     ) -> Self {
         let teacher = teacher.no_grad();
         let teacher_2d = teacher_2d.unwrap_or_else(|| teacher.without_motion_modules()).no_grad();
-        let fake_from = match (config.loss.losses, config.fake_score.init) {
-            (Losses::AdmSdmVideo, _) => teacher.clone(),
-            (_, FakeScoreInit::Teacher2d) => teacher_2d.clone(),
-            (_, FakeScoreInit::Student) => teacher.without_motion_modules(),
+        let fake_from = match FakeScoreBase::of(config) {
+            FakeScoreBase::VideoTeacher => teacher.clone(),
+            FakeScoreBase::Teacher2d => teacher_2d.clone(),
+            FakeScoreBase::StudentOwn2d => teacher.without_motion_modules(),
         };
         Self {
             text_encoder: text_encoder.no_grad(),
@@ -104,6 +104,34 @@ impl Networks {
             head: DiscriminatorHead::new(&teacher, &config.head, config.seed, device),
             teacher,
             teacher_2d,
+        }
+    }
+}
+
+/// The network the fake score starts from: the video teacher for the video-SDM ablation,
+/// otherwise the 2D teacher or the student's own 2D UNet as `fake_score.init` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeScoreBase {
+    VideoTeacher,
+    Teacher2d,
+    StudentOwn2d,
+}
+
+impl FakeScoreBase {
+    pub fn of(config: &DistillConfig) -> Self {
+        match (config.loss.losses, config.fake_score.init) {
+            (Losses::AdmSdmVideo, _) => Self::VideoTeacher,
+            (_, FakeScoreInit::Teacher2d) => Self::Teacher2d,
+            (_, FakeScoreInit::Student) => Self::StudentOwn2d,
+        }
+    }
+
+    /// As the plan of a run names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::VideoTeacher => "the video teacher",
+            Self::Teacher2d => "the 2D teacher",
+            Self::StudentOwn2d => "the student's own 2D UNet",
         }
     }
 }

@@ -14,10 +14,11 @@ use burn::tensor::DType;
 
 use crate::distill::config::DistillConfig;
 use crate::distill::data::DistillData;
+use crate::distill::learner::FakeScoreBase;
 use crate::distill::param_groups::values_by_module;
 use crate::distill::run::RunSetup;
 use crate::error::TrainError;
-use crate::method::fake_score::{FakeScoreInit, trained_values};
+use crate::method::fake_score::trained_values;
 
 /// A network's schedule as the plan shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,10 +196,7 @@ impl fmt::Display for Plan {
             c.sdm.t_min,
             c.sdm.t_max,
             c.sdm.guidance,
-            match c.fake_score.init {
-                FakeScoreInit::Teacher2d => "the 2D teacher",
-                FakeScoreInit::Student => "the student's own 2D UNet",
-            }
+            FakeScoreBase::of(c).name()
         )?;
         writeln!(
             f,

@@ -81,21 +81,21 @@ fn median(values: &mut [f32]) -> f32 {
 pub fn style_of(clip: &[f32], frames: usize, size: usize) -> Style {
     let plane = size * size;
     assert_eq!(clip.len(), 3 * frames * plane, "a (3, {frames}, {size}, {size}) clip");
-    // Brightness in [0, 1]: the brightest channel.
-    let brightness =
-        |f: usize, p: usize| (0..3).map(|c| (clip[(c * frames + f) * plane + p] + 1.0) / 2.0).fold(0.0, f32::max);
-    let pixels = || (0..frames).flat_map(|f| (0..plane).map(move |p| (f, p)));
-    let mut level: Vec<f32> = pixels().map(|(f, p)| brightness(f, p)).collect();
-    let mut grain: Vec<f32> = pixels()
-        .filter(|(_, p)| p % size + 1 < size)
-        .map(|(f, p)| (brightness(f, p) - brightness(f, p + 1)).abs())
+    // Brightness in [0, 1] of every pixel, frame-major: the brightest channel.
+    let brightness: Vec<f32> = (0..frames * plane)
+        .map(|i| (0..3).map(|c| (clip[(c * frames + i / plane) * plane + i % plane] + 1.0) / 2.0).fold(0.0, f32::max))
         .collect();
-    if median(&mut level) > BACKDROP_LEVEL && median(&mut grain) < BACKDROP_GRAIN {
+    let mut grain: Vec<f32> = brightness
+        .windows(2)
+        .enumerate()
+        .filter(|(i, _)| i % size + 1 < size)
+        .map(|(_, w)| (w[0] - w[1]).abs())
+        .collect();
+    if median(&mut brightness.clone()) > BACKDROP_LEVEL && median(&mut grain) < BACKDROP_GRAIN {
         return Style::Grey;
     }
     let mut hollow = 0i64;
-    for f in 0..frames {
-        let bright: Vec<f32> = (0..plane).map(|p| brightness(f, p)).collect();
+    for bright in brightness.chunks_exact(plane) {
         let peak = bright.iter().copied().fold(0.0, f32::max);
         if peak < 0.25 {
             continue;
